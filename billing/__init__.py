@@ -1,0 +1,1 @@
+"""Stripe subscriptions and the access decision (filled by the billing issue)."""

@@ -1,0 +1,1 @@
+"""Adapters from collab ports to infrastructure (SQL, Redis)."""

@@ -1,0 +1,84 @@
+"""One connected client: a bounded outbox drained by exactly one writer."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+
+from . import metrics
+from .errors import CollabError, SlowConsumer
+from .ports import Connection, Peer
+
+_ids = itertools.count(1)
+
+
+class Client:
+    """A peer in a room. ``send`` never blocks: a client that cannot keep up is failed.
+
+    The room calls :meth:`send` from its broadcast loop; :meth:`pump` (one task per client)
+    writes to the transport. A full outbox means the client is too slow for the room: it
+    is closed with 1013 and resyncs on reconnect, so it never holds the others back.
+    """
+
+    __slots__ = ("_failure", "_finished", "_limit", "_queue", "_wake", "denied_notified", "id", "peer")
+
+    def __init__(self, peer: Peer, *, outbox_limit: int) -> None:
+        self.id = next(_ids)
+        self.peer = peer
+        self._queue: deque[bytes] = deque()
+        self._limit = outbox_limit
+        self._wake = asyncio.Event()
+        self._failure: CollabError | None = None
+        self._finished = False
+        self.denied_notified = False
+
+    def __repr__(self) -> str:
+        return f"Client(id={self.id}, user={self.peer.user_id!r})"
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    @property
+    def failed(self) -> bool:
+        return self._failure is not None
+
+    def send(self, message: bytes) -> bool:
+        """Queues a frame; returns ``False`` (and fails the client) if the outbox is full."""
+        if self._failure is not None or self._finished:
+            return False
+        if len(self._queue) >= self._limit:
+            metrics.OUTBOX_DROPS.inc()
+            self.fail(SlowConsumer(f"outbox full ({self._limit} messages)"))
+            return False
+        self._queue.append(message)
+        self._wake.set()
+        return True
+
+    def fail(self, error: CollabError) -> None:
+        """Makes :meth:`pump` raise ``error`` at its next step; queued frames are dropped."""
+        if self._failure is None:
+            self._failure = error
+            self._queue.clear()
+            self._wake.set()
+
+    def finish(self) -> None:
+        """Lets :meth:`pump` return once the outbox is drained."""
+        self._finished = True
+        self._wake.set()
+
+    async def pump(self, connection: Connection) -> None:
+        """Writes queued frames in order until finished; raises the failure, if any."""
+        queue = self._queue
+        while True:
+            while queue:
+                if self._failure is not None:
+                    raise self._failure
+                await connection.send(queue.popleft())
+            if self._failure is not None:
+                raise self._failure
+            if self._finished:
+                return
+            self._wake.clear()
+            await self._wake.wait()

@@ -1,0 +1,35 @@
+"""Every bound the collaboration core enforces, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds and timings. Defaults suit a classroom of ~30 on one small node."""
+
+    # A long lesson's first sync (SyncStep2) must fit: a dense board is a few MiB.
+    max_message_bytes: int = 16 * 1024 * 1024
+    # Frames queued for one client before it counts as too slow and is closed with 1013.
+    outbox_messages: int = 1024
+    # Sustained messages per second per connection, and the burst allowed on top.
+    messages_per_second: float = 300.0
+    message_burst: int = 3000
+    max_awareness_state_bytes: int = 16 * 1024
+    max_awareness_ids_per_connection: int = 8
+    max_rooms: int = 10_000
+    max_clients_per_room: int = 500
+    # Saves: wait for a quiet spell of ``save_debounce`` seconds, but never longer than
+    # ``save_max_delay`` after the first unsaved change.
+    save_debounce: float = 0.25
+    save_max_delay: float = 2.0
+    save_retry_initial: float = 0.2
+    save_retry_max: float = 10.0
+    # Fold the log into a snapshot when the tail since the last snapshot exceeds either.
+    compact_after_updates: int = 500
+    compact_after_bytes: int = 1024 * 1024
+    # An empty room stays loaded this long, so a reconnecting phone does not reload it.
+    unload_grace: float = 30.0
+    # Deadline for the final flush when the node shuts down.
+    shutdown_flush_timeout: float = 10.0

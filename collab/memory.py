@@ -1,0 +1,121 @@
+"""In-process adapters: a store and a bus for the embedded default and for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+from .compaction import fold
+from .errors import MessageTooBig
+from .ports import BusHandler, Disconnected, DocumentName, LoadedDocument, StoredUpdate
+
+log = logging.getLogger("inkroom.collab.memory")
+
+
+class MemoryStore:
+    """A :class:`~collab.ports.Store` kept in a dict; ``fail`` makes every call raise."""
+
+    def __init__(self) -> None:
+        self.snapshots: dict[str, bytes] = {}
+        self.logs: dict[str, list[StoredUpdate]] = defaultdict(list)
+        self.compacted: dict[str, int] = defaultdict(int)
+        self.fail = False
+
+    def _check(self) -> None:
+        if self.fail:
+            raise OSError("store unavailable")
+
+    async def load(self, name: DocumentName) -> LoadedDocument:
+        self._check()
+        tail = [u.data for u in self.logs[name][self.compacted[name] :]]
+        return LoadedDocument(self.snapshots.get(name), tail)
+
+    async def append(self, name: DocumentName, updates: Sequence[StoredUpdate]) -> None:
+        self._check()
+        self.logs[name].extend(updates)
+
+    async def compact(self, name: DocumentName) -> None:
+        self._check()
+        upto = len(self.logs[name])
+        tail = [u.data for u in self.logs[name][self.compacted[name] : upto]]
+        self.snapshots[name] = fold(self.snapshots.get(name), tail)
+        self.compacted[name] = upto
+
+
+class LocalBus:
+    """A :class:`~collab.ports.Bus` between registries of one process.
+
+    With one registry (the embedded default) nothing is delivered: there is no other node.
+    Several registries sharing one ``LocalBus`` behave like nodes sharing Redis.
+    """
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, list[BusHandler]] = defaultdict(list)
+        self._delivering: BusHandler | None = None
+
+    def subscribe(self, name: DocumentName, handler: BusHandler) -> Callable[[], None]:
+        self._handlers[name].append(handler)
+
+        def unsubscribe() -> None:
+            handlers = self._handlers.get(name)
+            if handlers and handler in handlers:
+                handlers.remove(handler)
+                if not handlers:
+                    del self._handlers[name]
+
+        return unsubscribe
+
+    def publish(self, name: DocumentName, update: bytes) -> None:
+        handlers = self._handlers.get(name)
+        if not handlers:
+            return
+        loop = asyncio.get_running_loop()
+        for handler in list(handlers):
+            # The publishing room gets its own update back and ignores it: applying a known
+            # update changes nothing and fires no observer.
+            loop.call_soon(self._deliver, handler, update)
+
+    def _deliver(self, handler: BusHandler, update: bytes) -> None:
+        try:
+            handler(update)
+        except Exception:
+            log.exception("bus handler failed")
+
+
+class PipeConnection:
+    """One end of an in-memory, message-oriented duplex pipe (tests and benchmarks)."""
+
+    def __init__(self, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+        self._inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.peer: PipeConnection | None = None
+        self.closed_with: tuple[int, str] | None = None
+        self._max = max_message_bytes
+
+    @classmethod
+    def pair(cls) -> tuple[PipeConnection, PipeConnection]:
+        a, b = cls(), cls()
+        a.peer, b.peer = b, a
+        return a, b
+
+    async def receive(self) -> bytes:
+        data = await self._inbox.get()
+        if data is None:
+            code = self.peer.closed_with[0] if self.peer and self.peer.closed_with else None
+            raise Disconnected(code)
+        if len(data) > self._max:
+            raise MessageTooBig(f"message of {len(data)} bytes exceeds {self._max}")
+        return data
+
+    async def send(self, data: bytes) -> None:
+        if self.closed_with is not None or self.peer is None or self.peer.closed_with is not None:
+            raise Disconnected()
+        self.peer._inbox.put_nowait(data)
+
+    async def close(self, code: int, reason: str = "") -> None:
+        if self.closed_with is None:
+            self.closed_with = (code, reason)
+            self._inbox.put_nowait(None)
+            if self.peer is not None:
+                self.peer._inbox.put_nowait(None)

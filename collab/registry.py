@@ -1,0 +1,198 @@
+"""The rooms a node holds: single-flight loading, reference counting and unloading."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from types import TracebackType
+from typing import Any
+
+from pycrdt import Doc
+
+from . import metrics
+from .errors import NodeFull, RoomUnavailable
+from .journal import Journal
+from .limits import Limits
+from .ports import Bus, DefaultHooks, DocumentName, Hooks, Store
+from .room import Room
+
+log = logging.getLogger("inkroom.collab.registry")
+
+
+class Registry:
+    """Owns every room of this node and every task that serves one.
+
+    Use as an async context manager: entering starts the reaper, leaving flushes every
+    room to the store (with a deadline) and cancels the remaining tasks.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        *,
+        hooks: Hooks | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._hooks: Hooks = hooks or DefaultHooks()
+        self.limits = limits or Limits()
+        self._rooms: dict[DocumentName, Room] = {}
+        self._loading: dict[DocumentName, asyncio.Future[Room]] = {}
+        self._users: dict[DocumentName, int] = {}
+        self._room_tasks: dict[DocumentName, asyncio.Task[None]] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    @property
+    def rooms(self) -> dict[DocumentName, Room]:
+        return self._rooms
+
+    async def __aenter__(self) -> Registry:
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        self._tasks.add(self._tg.create_task(self._reap_forever(), name="registry-reaper"))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._tg is not None
+        self._closing = True
+        try:
+            await asyncio.shield(self._flush_all())
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await self._tg.__aexit__(exc_type, exc, tb)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        assert self._tg is not None
+        task = self._tg.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- acquire / release -----------------------------------------------------------
+
+    async def acquire(self, name: DocumentName) -> Room:
+        """Returns the loaded room for ``name``, loading it once however many ask at once.
+
+        Raises:
+            RoomUnavailable: the store failed; nothing was cached, the next call retries.
+            NodeFull: this node holds ``max_rooms`` documents.
+        """
+        room = self._rooms.get(name)
+        if room is None:
+            future = self._loading.get(name)
+            if future is None:
+                if self._closing:
+                    raise RoomUnavailable("node is shutting down")
+                if len(self._rooms) + len(self._loading) >= self.limits.max_rooms:
+                    raise NodeFull(f"node holds {self.limits.max_rooms} documents")
+                future = asyncio.get_running_loop().create_future()
+                self._loading[name] = future
+                # The load belongs to the registry, not to the first caller: if that
+                # caller is cancelled, the others waiting on the same load still get it.
+                self._spawn(self._load(name, future), f"load:{name}")
+            room = await asyncio.shield(future)
+        self._users[name] = self._users.get(name, 0) + 1
+        return room
+
+    def release(self, room: Room) -> None:
+        count = self._users.get(room.name, 0) - 1
+        if count <= 0:
+            self._users.pop(room.name, None)
+        else:
+            self._users[room.name] = count
+
+    async def _load(self, name: DocumentName, future: asyncio.Future[Room]) -> None:
+        started = time.perf_counter()
+        try:
+            loaded = await self._store.load(name)
+            doc: Doc = Doc()
+            if loaded.snapshot is not None:
+                doc.apply_update(loaded.snapshot)
+            for update in loaded.tail:
+                doc.apply_update(update)
+            journal = Journal(
+                name,
+                self._store,
+                self.limits,
+                tail_updates=len(loaded.tail),
+                tail_bytes=loaded.tail_bytes,
+            )
+            room = Room(
+                name, doc, limits=self.limits, hooks=self._hooks, journal=journal, bus=self._bus
+            )
+            self._hooks.on_room_loaded(room)
+        except Exception as exc:
+            log.exception("document load failed", extra={"document": name})
+            future.set_exception(RoomUnavailable(f"could not load {name!r}"))
+            future.exception()  # retrieved here, so an unawaited failure is not logged twice
+            self._loading.pop(name, None)
+            del exc
+            return
+        metrics.LOAD_LATENCY.observe(time.perf_counter() - started)
+        self._rooms[name] = room
+        self._loading.pop(name, None)
+        metrics.ROOMS.set(len(self._rooms))
+        self._room_tasks[name] = self._spawn(room.journal.run(), f"journal:{name}")
+        future.set_result(room)
+        log.info("document loaded", extra={"document": name, "tail": len(loaded.tail)})
+
+    # -- unloading -------------------------------------------------------------------
+
+    async def _reap_forever(self) -> None:
+        interval = max(0.05, min(1.0, self.limits.unload_grace / 4))
+        while True:
+            await asyncio.sleep(interval)
+            self.reap()
+
+    def reap(self) -> list[DocumentName]:
+        """Unloads rooms empty for longer than the grace period with nothing left to save."""
+        now = asyncio.get_running_loop().time()
+        unloaded = []
+        for name, room in list(self._rooms.items()):
+            if (
+                not room.clients
+                and self._users.get(name, 0) == 0
+                and room.journal.idle
+                and now - room.idle_since >= self.limits.unload_grace
+            ):
+                self._unload(room)
+                unloaded.append(name)
+        return unloaded
+
+    def _unload(self, room: Room) -> None:
+        del self._rooms[room.name]
+        task = self._room_tasks.pop(room.name, None)
+        if task is not None:
+            task.cancel()
+        try:
+            self._hooks.on_room_unloaded(room)
+        finally:
+            room.close()
+        metrics.ROOMS.set(len(self._rooms))
+        log.info("document unloaded", extra={"document": room.name})
+
+    async def _flush_all(self) -> None:
+        rooms = list(self._rooms.values())
+        if not rooms:
+            return
+
+        try:
+            async with asyncio.timeout(self.limits.shutdown_flush_timeout):
+                await asyncio.gather(*(r.journal.flush(retry=True) for r in rooms))
+        except TimeoutError:
+            log.error("shutdown flush timed out; unsaved updates are lost")
+        lost = sum(r.journal.pending for r in rooms)
+        if lost:
+            log.error("unsaved updates at shutdown", extra={"updates": lost})

@@ -1,0 +1,95 @@
+"""Serving one connection: acquire the room, pump both directions, clean up on any exit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from . import metrics
+from .errors import CloseCode, CollabError, MessageTooBig, RateLimited
+from .ports import Connection, Disconnected, DocumentName, Peer
+from .registry import Registry
+from .room import Room
+
+log = logging.getLogger("inkroom.collab.session")
+
+
+class TokenBucket:
+    """Allows ``rate`` events per second on average, with bursts up to ``burst``."""
+
+    __slots__ = ("_burst", "_rate", "_stamp", "_tokens")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+async def serve(registry: Registry, connection: Connection, name: DocumentName, peer: Peer) -> None:
+    """Runs one client until it leaves or misbehaves; never raises for a client's fault.
+
+    A bad frame, a slow reader or a flood closes this connection with the error's close
+    code. The room and its other clients carry on.
+    """
+    fields = {"document": name, "user": peer.user_id}
+    try:
+        room = await registry.acquire(name)
+    except CollabError as exc:
+        log.warning("join refused: %s", exc, extra=fields)
+        await connection.close(exc.close_code, str(exc))
+        return
+    metrics.CONNECTIONS.inc()
+    client = room.join(peer)
+    fields["client"] = str(client.id)
+    close: tuple[int, str] = (CloseCode.NORMAL, "")
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(client.pump(connection))
+            tg.create_task(_read(registry, room, client_id=client.id, connection=connection))
+    except* Disconnected:
+        pass
+    except* CollabError as group:
+        error = group.exceptions[0]
+        assert isinstance(error, CollabError)
+        metrics.CLOSED.labels(type(error).__name__).inc()
+        log.warning("closing connection: %s", error, extra={**fields, "code": int(error.close_code)})
+        close = (error.close_code, str(error)[:120])
+    except* Exception as group:
+        metrics.CLOSED.labels("InternalError").inc()
+        log.error("connection failed", exc_info=group.exceptions[0], extra=fields)
+        close = (CloseCode.INTERNAL_ERROR, "internal error")
+    finally:
+        room.leave(client)
+        registry.release(room)
+        metrics.CONNECTIONS.dec()
+    await connection.close(*close)
+
+
+async def _read(registry: Registry, room: Room, *, client_id: int, connection: Connection) -> None:
+    limits = registry.limits
+    bucket = TokenBucket(limits.messages_per_second, limits.message_burst)
+    client = room.clients[client_id]
+    max_bytes = limits.max_message_bytes
+    try:
+        while True:
+            frame = await connection.receive()
+            metrics.BYTES_IN.inc(len(frame))
+            if len(frame) > max_bytes:
+                raise MessageTooBig(f"message of {len(frame)} bytes exceeds {max_bytes}")
+            if not bucket.take():
+                raise RateLimited(f"more than {limits.messages_per_second:g} messages/s")
+            room.receive(client, frame)
+    finally:
+        # Whatever ended the reader, the writer drains what is queued and stops.
+        client.finish()

@@ -1,0 +1,59 @@
+"""``create_app``: the Starlette application and its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from collab.adapters.sql_store import SqlStore
+from collab.memory import LocalBus
+from collab.registry import Registry
+
+from .db import make_engine, migrate
+from .hooks import ClassroomHooks
+from .routes.collab import websocket_endpoint
+from .routes.health import healthz, metrics, readyz
+from .settings import Settings
+from .state import AppState
+
+log = logging.getLogger("inkroom.server")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.sql_url)
+        migrate(engine)
+        store = SqlStore(engine)
+        registry = Registry(store, LocalBus(), hooks=ClassroomHooks(), limits=settings.limits())
+        try:
+            async with registry:
+                state = AppState(settings, settings.signing_secret(), engine, registry)
+                app.state.inkroom = state
+                state.ready = True
+                log.info("inkroom ready", extra={"database": engine.url.render_as_string()})
+                try:
+                    yield
+                finally:
+                    state.ready = False
+        finally:
+            engine.dispose()
+            log.info("inkroom stopped")
+
+    routes: list[Route | WebSocketRoute | Mount] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+        WebSocketRoute("/ws/{document:path}", websocket_endpoint),
+    ]
+    if settings.static_dir is not None and settings.static_dir.is_dir():
+        routes.append(Mount("/", StaticFiles(directory=settings.static_dir, html=True)))
+    return Starlette(routes=routes, lifespan=lifespan)

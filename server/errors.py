@@ -1,0 +1,24 @@
+"""Errors of the server edge, each with its WebSocket close code and HTTP status."""
+
+from __future__ import annotations
+
+from collab.errors import CloseCode
+
+
+class ServerError(Exception):
+    close_code: int = CloseCode.INTERNAL_ERROR
+    status_code: int = 500
+
+
+class InvalidToken(ServerError):
+    """Missing, forged, expired or malformed token: permanent, the client stops retrying."""
+
+    close_code = CloseCode.UNAUTHORIZED
+    status_code = 401
+
+
+class Forbidden(ServerError):
+    """A valid token for another classroom, or a malformed document name."""
+
+    close_code = CloseCode.FORBIDDEN
+    status_code = 403

@@ -1,0 +1,61 @@
+"""Structured (JSON) logs with fields, and redaction of tokens wherever they appear."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+_TOKEN = re.compile(r"(token=)[^&\s\"']+|(Bearer\s+)[A-Za-z0-9._\-]+")
+_STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+def redact(text: str) -> str:
+    return _TOKEN.sub(lambda m: (m.group(1) or m.group(2)) + "[redacted]", text)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and every ``extra`` field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": redact(record.getMessage()),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = redact(value) if isinstance(value, str) else value
+        if record.exc_info:
+            entry["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        extra = " ".join(
+            f"{k}={v}"
+            for k, v in record.__dict__.items()
+            if k not in _STANDARD and not k.startswith("_")
+        )
+        base = super().format(record)
+        return redact(f"{base} {extra}" if extra else base)
+
+
+def configure(level: str = "INFO", *, json_lines: bool = True) -> None:
+    """Routes every logger (uvicorn's included) through one redacting handler on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter() if json_lines else TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True

@@ -1,0 +1,77 @@
+"""``/ws/{document}``: the y-websocket endpoint."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from collab.errors import MessageTooBig, UnsupportedData
+from collab.ports import Disconnected, DocumentName
+from collab.protocol import PermissionDenied
+from collab.session import serve
+
+from ..auth import authorize, verify
+from ..errors import ServerError
+from ..state import AppState
+
+log = logging.getLogger("inkroom.server.ws")
+
+
+class StarletteConnection:
+    """Adapts a Starlette WebSocket to :class:`collab.ports.Connection`."""
+
+    __slots__ = ("_max", "_receive", "_send", "_ws")
+
+    def __init__(self, websocket: WebSocket, max_message_bytes: int) -> None:
+        self._ws = websocket
+        # The raw ASGI callables: the hot path skips Starlette's per-call state checks,
+        # which the session's own lifecycle already guarantees.
+        self._receive = websocket._receive
+        self._send = websocket._send
+        self._max = max_message_bytes
+
+    async def receive(self) -> bytes:
+        message = await self._receive()
+        kind = message["type"]
+        if kind == "websocket.receive":
+            data = message.get("bytes")
+            if data is None:
+                raise UnsupportedData("text frames are not part of the y-websocket protocol")
+            if len(data) > self._max:
+                raise MessageTooBig(f"message of {len(data)} bytes exceeds {self._max}")
+            return bytes(data)
+        if kind == "websocket.disconnect":
+            raise Disconnected(message.get("code"))
+        raise Disconnected(None)
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self._send({"type": "websocket.send", "bytes": data})
+        except (OSError, RuntimeError, WebSocketDisconnect) as exc:
+            raise Disconnected(None) from exc
+
+    async def close(self, code: int, reason: str = "") -> None:
+        try:
+            await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
+        except Exception:  # already closed by the peer or the server: nothing left to do
+            log.debug("close after disconnect", extra={"code": int(code)})
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    state: AppState = websocket.app.state.inkroom
+    document = websocket.path_params["document"]
+    fields = {"document": document}
+    await websocket.accept()
+    connection = StarletteConnection(websocket, state.settings.max_message_bytes)
+    try:
+        claims = verify(state.secret, websocket.query_params.get("token"))
+        authorize(claims, document)
+    except ServerError as exc:
+        # Accepted first, then closed with a 44xx code: a refusal during the handshake
+        # reaches the browser as 1006, which the stock client retries forever.
+        log.warning("connection refused: %s", exc, extra={**fields, "code": exc.close_code})
+        await connection.send(bytes(PermissionDenied(str(exc))))
+        await connection.close(exc.close_code, str(exc))
+        return
+    await serve(state.registry, connection, DocumentName(document), claims.peer())

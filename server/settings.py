@@ -1,0 +1,84 @@
+"""Settings from arguments and ``INKROOM_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from collab.limits import Limits
+
+
+class Settings(BaseSettings):
+    """Everything a node needs to start. The embedded default needs none of it set."""
+
+    model_config = SettingsConfigDict(env_prefix="INKROOM_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    secret: str | None = Field(default=None, repr=False)
+    env: str = "development"
+    log_level: str = "INFO"
+    log_json: bool = True
+    # permessage-deflate more than halved relay throughput in measurements: off by default.
+    ws_compression: bool = False
+    # A silent dead link (phone in a tunnel) is noticed within interval + timeout.
+    ws_ping_interval: float = 5.0
+    ws_ping_timeout: float = 5.0
+    max_message_bytes: int = 16 * 1024 * 1024
+    outbox_messages: int = 1024
+    messages_per_second: float = 300.0
+    message_burst: int = 3000
+    max_rooms: int = 10_000
+    unload_grace: float = 30.0
+    save_debounce: float = 0.25
+    save_max_delay: float = 2.0
+    compact_after_updates: int = 500
+    static_dir: Path | None = None
+
+    @property
+    def sql_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'inkroom.db').resolve()}"
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_message_bytes=self.max_message_bytes,
+            outbox_messages=self.outbox_messages,
+            messages_per_second=self.messages_per_second,
+            message_burst=self.message_burst,
+            max_rooms=self.max_rooms,
+            unload_grace=self.unload_grace,
+            save_debounce=self.save_debounce,
+            save_max_delay=self.save_max_delay,
+            compact_after_updates=self.compact_after_updates,
+        )
+
+    def signing_secret(self) -> str:
+        """``INKROOM_SECRET``, else a random secret generated once and kept in the data dir.
+
+        Raises:
+            RuntimeError: in production without an explicit secret: nodes must share one.
+        """
+        if self.secret:
+            return self.secret
+        if self.env == "production":
+            raise RuntimeError("INKROOM_SECRET must be set when INKROOM_ENV=production")
+        path = self.data_dir / "secret.key"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
+        return value
