@@ -101,9 +101,12 @@ class Presence:
             holder = self._owner_of.get(entry.client_id)
             if holder is not None and holder is not owner:
                 continue
-            if holder is None and not entry.removed:
-                if self._count_owned(owner) >= self._max_ids_per_owner:
-                    continue
+            if (
+                holder is None
+                and not entry.removed
+                and self._count_owned(owner) >= self._max_ids_per_owner
+            ):
+                continue
             current = self._entries.get(entry.client_id)
             if current is not None and not (
                 current.clock < entry.clock

@@ -21,7 +21,17 @@ class Client:
     is closed with 1013 and resyncs on reconnect, so it never holds the others back.
     """
 
-    __slots__ = ("_failure", "_finished", "_limit", "_queue", "_wake", "denied_notified", "id", "peer")
+    __slots__ = (
+        "_failed",
+        "_failure",
+        "_finished",
+        "_limit",
+        "_queue",
+        "_wake",
+        "denied_notified",
+        "id",
+        "peer",
+    )
 
     def __init__(self, peer: Peer, *, outbox_limit: int) -> None:
         self.id = next(_ids)
@@ -30,6 +40,7 @@ class Client:
         self._limit = outbox_limit
         self._wake = asyncio.Event()
         self._failure: CollabError | None = None
+        self._failed = asyncio.Event()
         self._finished = False
         self.denied_notified = False
 
@@ -62,6 +73,17 @@ class Client:
             self._failure = error
             self._queue.clear()
             self._wake.set()
+            self._failed.set()
+
+    async def watch(self) -> None:
+        """Raises the failure as soon as there is one.
+
+        Run beside :meth:`pump`: a writer stuck in a send to a dead peer never reaches its
+        next check, so this is what tears the connection down.
+        """
+        await self._failed.wait()
+        assert self._failure is not None
+        raise self._failure
 
     def finish(self) -> None:
         """Lets :meth:`pump` return once the outbox is drained."""

@@ -70,9 +70,8 @@ class PermissionDenied:
     reason: str
 
     def __bytes__(self) -> bytes:
-        return (
-            bytes((MESSAGE_AUTH, AUTH_PERMISSION_DENIED))
-            + write_message(self.reason.encode("utf-8"))
+        return bytes((MESSAGE_AUTH, AUTH_PERMISSION_DENIED)) + write_message(
+            self.reason.encode("utf-8")
         )
 
 
@@ -107,13 +106,20 @@ class Reader(Decoder):
             if end - self.i0 >= MAX_VARUINT_BYTES:
                 raise ProtocolError("varUint longer than 53 bits")
             raise ProtocolError("truncated frame: unterminated varUint")
-        return super().read_var_uint()
+        start = self.i0
+        value = super().read_var_uint()
+        if self.i0 - start > 1 and self.stream[self.i0 - 1] == 0:
+            # lib0 never pads; a padded varint is a second spelling of the same frame.
+            raise ProtocolError("non-canonical varUint")
+        return value
 
     def read_payload(self) -> bytes:
         """Reads a ``varUint8Array``: a length, then exactly that many bytes."""
         length = self.read_var_uint()
         if length > self.length:
-            raise ProtocolError(f"truncated frame: payload declares {length} bytes, {self.length} left")
+            raise ProtocolError(
+                f"truncated frame: payload declares {length} bytes, {self.length} left"
+            )
         start = self.i0
         self.i0 += length
         self.length -= length

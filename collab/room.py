@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Final
+from typing import Any, Final
 
 from pycrdt import Doc, TransactionEvent, merge_updates
 
@@ -56,7 +56,7 @@ class Room:
     def __init__(
         self,
         name: DocumentName,
-        doc: Doc,
+        doc: Doc[Any],
         *,
         limits: Limits,
         hooks: Hooks,

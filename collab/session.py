@@ -52,28 +52,46 @@ async def serve(registry: Registry, connection: Connection, name: DocumentName, 
     metrics.CONNECTIONS.inc()
     client = room.join(peer)
     fields["client"] = str(client.id)
-    close: tuple[int, str] = (CloseCode.NORMAL, "")
+    # Three owned tasks; whichever ends first ends the connection. Not a TaskGroup: on
+    # Python 3.11 a TaskGroup whose child failed can swallow the caller's cancellation.
+    tasks = [
+        asyncio.create_task(_read(registry, room, client_id=client.id, connection=connection)),
+        asyncio.create_task(client.watch()),
+        asyncio.create_task(client.pump(connection)),
+    ]
     try:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(client.pump(connection))
-            tg.create_task(_read(registry, room, client_id=client.id, connection=connection))
-    except* Disconnected:
-        pass
-    except* CollabError as group:
-        error = group.exceptions[0]
-        assert isinstance(error, CollabError)
-        metrics.CLOSED.labels(type(error).__name__).inc()
-        log.warning("closing connection: %s", error, extra={**fields, "code": int(error.close_code)})
-        close = (error.close_code, str(error)[:120])
-    except* Exception as group:
-        metrics.CLOSED.labels("InternalError").inc()
-        log.error("connection failed", exc_info=group.exceptions[0], extra=fields)
-        close = (CloseCode.INTERNAL_ERROR, "internal error")
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for task in tasks:
+            task.cancel()
         room.leave(client)
         registry.release(room)
         metrics.CONNECTIONS.dec()
-    await connection.close(*close)
+        await asyncio.gather(*tasks, return_exceptions=True)
+    close = _close_for(tasks, fields)
+    if close is not None:
+        await connection.close(*close)
+
+
+def _close_for(tasks: list[asyncio.Task[None]], fields: dict[str, str]) -> tuple[int, str] | None:
+    """The close code for how the connection ended (the first client error wins), or
+    ``None`` when the peer already went away and there is nobody to send a close to."""
+    errors = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
+    for error in errors:
+        if isinstance(error, CollabError):
+            metrics.CLOSED.labels(type(error).__name__).inc()
+            log.warning(
+                "closing connection: %s", error, extra={**fields, "code": int(error.close_code)}
+            )
+            return error.close_code, str(error)[:120]
+    for error in errors:
+        if not isinstance(error, Disconnected):
+            metrics.CLOSED.labels("InternalError").inc()
+            log.error("connection failed", exc_info=error, extra=fields)
+            return CloseCode.INTERNAL_ERROR, "internal error"
+    if errors:
+        return None
+    return CloseCode.NORMAL, ""
 
 
 async def _read(registry: Registry, room: Room, *, client_id: int, connection: Connection) -> None:

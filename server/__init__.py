@@ -1,1 +1,4 @@
-"""The composition root: settings, auth, HTTP/WebSocket routes, CLI. The only package that wires peers together."""
+"""The composition root: settings, auth, routes, CLI.
+
+The only package that wires the peers (collab, sfu, billing) together.
+"""

@@ -16,6 +16,7 @@ from collab.registry import Registry
 
 from .db import make_engine, migrate
 from .hooks import ClassroomHooks
+from .routes.classroom import create_invite, spa_shell
 from .routes.collab import websocket_endpoint
 from .routes.health import healthz, metrics, readyz
 from .settings import Settings
@@ -53,7 +54,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         WebSocketRoute("/ws/{document:path}", websocket_endpoint),
+        Route("/api/classrooms/{classroom}/invites", create_invite, methods=["POST"]),
     ]
-    if settings.static_dir is not None and settings.static_dir.is_dir():
-        routes.append(Mount("/", StaticFiles(directory=settings.static_dir, html=True)))
+    static_dir = settings.static_dir
+    if static_dir is not None and static_dir.is_dir():
+        routes.append(Route("/c/{classroom}", spa_shell(static_dir)))
+        routes.append(Mount("/", StaticFiles(directory=static_dir, html=True)))
     return Starlette(routes=routes, lifespan=lifespan)

@@ -81,7 +81,10 @@ def verify(secret: str, token: str | None) -> Claims:
         raise InvalidToken("missing token")
     try:
         data = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "cls", "role"]}
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            options={"require": ["exp", "sub", "cls", "role"]},
         )
     except jwt.ExpiredSignatureError as exc:
         raise InvalidToken("token expired") from exc

@@ -44,7 +44,7 @@ def serve(args: argparse.Namespace) -> int:
         log_config=None,
         # The access log would print the query string, and the token travels there.
         access_log=False,
-        ws="websockets",
+        ws="websockets-sansio",
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,

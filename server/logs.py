@@ -50,7 +50,9 @@ def configure(level: str = "INFO", *, json_lines: bool = True) -> None:
     """Routes every logger (uvicorn's included) through one redacting handler on stderr."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter() if json_lines else TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+        JsonFormatter()
+        if json_lines
+        else TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -31,7 +31,11 @@ async def readyz(request: Request) -> Response:
     except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"
     ok = state.ready and all(v == "ok" for v in checks.values())
-    body = {"status": "ready" if ok else "not ready", "checks": checks, "rooms": len(state.registry.rooms)}
+    body = {
+        "status": "ready" if ok else "not ready",
+        "checks": checks,
+        "rooms": len(state.registry.rooms),
+    }
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
