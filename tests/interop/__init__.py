@@ -1,0 +1,1 @@
+"""Interop tests: stock Node ``yjs`` + ``y-websocket`` clients against a real server."""
