@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, NewType, Protocol
+from enum import Enum
+from typing import TYPE_CHECKING, Any, NewType, Protocol
 
 if TYPE_CHECKING:
     from .room import Room
@@ -91,6 +92,18 @@ class Store(Protocol):
         ...
 
 
+class Verdict(Enum):
+    ALLOW = "allow"
+    REJECT = "reject"
+
+
+@dataclass(frozen=True, slots=True)
+class Revert:
+    """Apply, then undo within ``scopes`` (root types of the room's document)."""
+
+    scopes: Sequence[Any]
+
+
 BusHandler = Callable[[bytes], None]
 
 
@@ -109,8 +122,15 @@ class Bus(Protocol):
 class Hooks(Protocol):
     """Policy that lives outside the core: who may write, and reactions to room lifecycle."""
 
-    def can_write(self, peer: Peer, room: Room) -> bool:
-        """Called for each incoming update; ``False`` rejects it (the document never changes)."""
+    def judge_write(self, peer: Peer, room: Room, update: bytes) -> Verdict | Revert:
+        """Called for each incoming update, before it is applied.
+
+        ``ALLOW`` applies it; ``REJECT`` drops it (the document never changes; right for a
+        peer none of whose writes will ever be accepted, such as an observer); a
+        :class:`Revert` applies it and undoes it at once within the given root types, so
+        the document's content is unchanged but the peer's later updates, which build on
+        this one, still integrate. Runs on the loop for every update: keep it cheap.
+        """
         ...
 
     def on_room_loaded(self, room: Room) -> None:
@@ -125,8 +145,8 @@ class Hooks(Protocol):
 class DefaultHooks:
     """Writes allowed unless the peer is read-only; no lifecycle reactions."""
 
-    def can_write(self, peer: Peer, room: Room) -> bool:
-        return not peer.read_only
+    def judge_write(self, peer: Peer, room: Room, update: bytes) -> Verdict | Revert:
+        return Verdict.REJECT if peer.read_only else Verdict.ALLOW
 
     def on_room_loaded(self, room: Room) -> None:
         return None

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -105,6 +106,15 @@ class Registry:
             room = await asyncio.shield(future)
         self._users[name] = self._users.get(name, 0) + 1
         return room
+
+    @contextlib.asynccontextmanager
+    async def hold(self, name: DocumentName) -> AsyncIterator[Room]:
+        """Keeps ``name`` loaded for the duration of the block (raises as :meth:`acquire`)."""
+        room = await self.acquire(name)
+        try:
+            yield room
+        finally:
+            self.release(room)
 
     def release(self, room: Room) -> None:
         count = self._users.get(room.name, 0) - 1

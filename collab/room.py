@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any, Final
 
-from pycrdt import Doc, TransactionEvent, merge_updates
+from pycrdt import Doc, TransactionEvent, UndoManager, merge_updates
 
 from . import metrics
 from .awareness import Entry, Presence, decode_entries, encode_entries
@@ -14,7 +14,7 @@ from .client import Client
 from .errors import InvalidUpdate
 from .journal import Journal
 from .limits import Limits
-from .ports import Bus, DocumentName, Hooks, Peer
+from .ports import Bus, DocumentName, Hooks, Peer, Revert, Verdict
 from .protocol import (
     EMPTY_UPDATE,
     AwarenessMessage,
@@ -137,24 +137,39 @@ class Room:
     def _apply_from(self, client: Client, update: bytes) -> None:
         if update == EMPTY_UPDATE:
             return
-        if not self._hooks.can_write(client.peer, self):
-            metrics.REJECTED_WRITES.inc()
-            if not client.denied_notified:
-                client.denied_notified = True
-                client.send(bytes(PermissionDenied("read-only: updates are not accepted")))
-                log.info(
-                    "write rejected",
-                    extra={"document": self.name, "user": client.peer.user_id},
-                )
+        verdict = self._hooks.judge_write(client.peer, self, update)
+        if verdict is Verdict.REJECT:
+            self._deny(client, "rejected")
             return
         metrics.UPDATES_IN.inc()
+        undo: UndoManager | None = None
+        if isinstance(verdict, Revert):
+            undo = UndoManager(scopes=list(verdict.scopes), capture_timeout_millis=0)
+            undo.include_origin(client.id)
         self._origin = client
         try:
-            self.doc.apply_update(update)
+            with self.doc.transaction(origin=client.id):
+                self.doc.apply_update(update)
         except ValueError as exc:
             raise InvalidUpdate(f"corrupt update: {exc}") from exc
         finally:
             self._origin = SERVER
+        if undo is not None:
+            # The undo is the server's own change: it goes to everyone, the sender too,
+            # whose view drops what it was not allowed to write.
+            undo.undo()
+            self._deny(client, "reverted")
+
+    def _deny(self, client: Client, outcome: str) -> None:
+        metrics.REJECTED_WRITES.inc()
+        if not client.denied_notified:
+            client.denied_notified = True
+            client.send(bytes(PermissionDenied("read-only: this update is not allowed")))
+            log.info(
+                "write %s",
+                outcome,
+                extra={"document": self.name, "user": client.peer.user_id},
+            )
 
     def _on_bus_update(self, update: bytes) -> None:
         self._origin = BUS

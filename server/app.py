@@ -14,8 +14,8 @@ from collab.adapters.sql_store import SqlStore
 from collab.memory import LocalBus
 from collab.registry import Registry
 
+from .classroom import ClassroomHooks
 from .db import make_engine, migrate
-from .hooks import ClassroomHooks
 from .routes.classroom import create_invite, spa_shell
 from .routes.collab import websocket_endpoint
 from .routes.health import healthz, metrics, readyz

@@ -6,12 +6,13 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from collab.errors import MessageTooBig, UnsupportedData
+from collab.errors import CollabError, MessageTooBig, UnsupportedData
 from collab.ports import Disconnected, DocumentName
 from collab.protocol import PermissionDenied
 from collab.session import serve
 
 from ..auth import authorize, verify
+from ..classroom import STAFF, class_document
 from ..errors import ServerError
 from ..state import AppState
 
@@ -74,4 +75,15 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await connection.send(bytes(PermissionDenied(str(exc))))
         await connection.close(exc.close_code, str(exc))
         return
-    await serve(state.registry, connection, DocumentName(document), claims.peer())
+    peer = claims.peer()
+    class_name = class_document(document)
+    if class_name is None or peer.role in STAFF:
+        await serve(state.registry, connection, DocumentName(document), peer)
+        return
+    # A student's board writes are judged against the live classroom document, so it
+    # stays loaded for as long as the student is connected to the board.
+    try:
+        async with state.registry.hold(class_name):
+            await serve(state.registry, connection, DocumentName(document), peer)
+    except CollabError as exc:
+        await connection.close(exc.close_code, str(exc))

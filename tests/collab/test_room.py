@@ -175,7 +175,7 @@ async def test_observer_writes_rejected_but_presence_flows(
     assert tutor.doc.get("m", type=Map).to_py() == {}
     assert registry.rooms[BOARD].doc.get("m", type=Map).to_py() == {}
     assert store.logs["c1/board"] == []
-    assert observer.denied == ["read-only: updates are not accepted"]
+    assert observer.denied == ["read-only: this update is not allowed"]
 
 
 class StalledConnection:
