@@ -1,0 +1,293 @@
+// One document's connection: IndexedDB first, then the stock y-websocket provider,
+// plus what the stock client lacks for phones on 3G:
+//
+// * dead-link detection in seconds. The stock watchdog waits 30 s of silence. Here, after
+//   HEARTBEAT_IDLE of silence we bump our own awareness clock; the server echoes awareness
+//   to its sender, so no echo within HEARTBEAT_TIMEOUT means the link is dead (a tunnel, a
+//   black-holed NAT) and the socket is dropped and reopened at once.
+// * "N changes waiting". Every local transaction is pending until the server has
+//   processed it. The same awareness echo is the acknowledgement: the server handles a
+//   connection's frames in order, so the echo of a probe sent after our updates (on the
+//   same, synced socket) proves the updates before it were received.
+// * permanent refusals (close codes 44xx: bad or expired token, forbidden document) stop
+//   the retry loop; the provider emits 'closed'. A messageAuth permission-denied (a
+//   locked board, a read-only role) is surfaced instead of only logged.
+
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+import { IndexeddbPersistence } from 'y-indexeddb'
+import * as awarenessProtocol from 'y-protocols/awareness'
+import * as decoding from 'lib0/decoding'
+import * as authProtocol from 'y-protocols/auth'
+
+export const HEARTBEAT_IDLE = 2500
+export const HEARTBEAT_TIMEOUT = 4000
+/** A handshake through a dead link hangs until TCP gives up; we give up sooner. */
+export const CONNECT_TIMEOUT = 8000
+const ACK_DELAY = 400
+
+export type LinkStatus = 'local' | 'connecting' | 'online' | 'offline' | 'refused'
+
+export interface LinkState {
+  status: LinkStatus
+  pending: number
+  rttMs: number | null
+  denied: string | null
+  refused: string | null
+}
+
+interface Probe {
+  clock: number
+  seq: number
+  ws: WebSocket
+  sentAt: number
+  acks: boolean
+}
+
+export class Link {
+  readonly doc: Y.Doc
+  readonly name: string
+  readonly provider: WebsocketProvider
+  readonly awareness: awarenessProtocol.Awareness
+  readonly local: IndexeddbPersistence | null
+  readonly whenLocal: Promise<void>
+  private seq = 0
+  /** key -> seq of the last local transaction that touched it */
+  private pending = new Map<string, number>()
+  private probe: Probe | null = null
+  private ackTimer = 0
+  private tick = 0
+  private listeners = new Set<(s: LinkState) => void>()
+  private storageKey: string
+  state: LinkState = { status: 'local', pending: 0, rttMs: null, denied: null, refused: null }
+
+  constructor(opts: {
+    serverUrl: string
+    name: string
+    doc: Y.Doc
+    token: string
+    storeName: string | null
+  }) {
+    this.doc = opts.doc
+    this.name = opts.name
+    this.storageKey = `inkroom.pending.${opts.storeName ?? opts.name}`
+    this.restorePending()
+    this.local = opts.storeName ? new IndexeddbPersistence(opts.storeName, this.doc) : null
+    this.whenLocal = this.local
+      ? Promise.race([
+          this.local.whenSynced.then(() => undefined),
+          new Promise<void>((r) => setTimeout(r, 1500)),
+        ])
+      : Promise.resolve()
+    this.awareness = new awarenessProtocol.Awareness(this.doc)
+    this.provider = new WebsocketProvider(opts.serverUrl, opts.name, this.doc, {
+      connect: false,
+      awareness: this.awareness,
+      params: { token: opts.token },
+      disableBc: true,
+      maxBackoffTime: 4000,
+    })
+    this.installHandlers()
+    this.doc.on('afterTransaction', (tr: Y.Transaction) => this.onTransaction(tr))
+    this.provider.on('status', ({ status }) => {
+      if (status === 'connecting') this.connectingSince = performance.now()
+      if (status === 'connected') this.set({ status: 'connecting', denied: null })
+      else if (status === 'disconnected') {
+        this.probe = null
+        this.set({ status: this.state.refused ? 'refused' : 'offline' })
+      }
+    })
+    this.provider.on('sync', (synced: boolean) => {
+      if (synced) {
+        this.set({ status: 'online' })
+        this.sendProbe(true)
+      }
+    })
+    this.provider.on('closed', (ev: { code: number; reason: string }) => {
+      this.set({ status: 'refused', refused: ev.reason || `closed with code ${ev.code}` })
+    })
+    this.tick = window.setInterval(() => this.onTick(), 500)
+    window.addEventListener('online', this.onOnline)
+    document.addEventListener('visibilitychange', this.onVisible)
+  }
+
+  connect(): void {
+    this.set({ status: 'connecting' })
+    this.provider.connect()
+  }
+
+  onChange(fn: (s: LinkState) => void): () => void {
+    this.listeners.add(fn)
+    fn(this.state)
+    return () => this.listeners.delete(fn)
+  }
+
+  /** Sends a probe now if the socket is synced; used by the app after a burst of edits. */
+  flushAck(): void {
+    this.sendProbe(true)
+  }
+
+  destroy(): void {
+    clearInterval(this.tick)
+    clearTimeout(this.ackTimer)
+    window.removeEventListener('online', this.onOnline)
+    document.removeEventListener('visibilitychange', this.onVisible)
+    this.provider.destroy()
+    this.awareness.destroy()
+    void this.local?.destroy()
+  }
+
+  private set(patch: Partial<LinkState>): void {
+    this.state = { ...this.state, ...patch }
+    for (const fn of this.listeners) fn(this.state)
+  }
+
+  // -- pending changes -------------------------------------------------------------------
+
+  private onTransaction(tr: Y.Transaction): void {
+    // Remote updates (provider, IndexedDB) are applied with local=false.
+    if (!tr.local || tr.deleteSet.clients.size + tr.afterState.size === 0) return
+    let changed = false
+    for (const [client, clock] of tr.afterState) {
+      if ((tr.beforeState.get(client) ?? 0) !== clock) changed = true
+    }
+    if (!changed && tr.deleteSet.clients.size === 0) return
+    this.seq += 1
+    const key = (tr.meta.get('key') as string | undefined) ?? `t${this.seq}`
+    this.pending.set(key, this.seq)
+    this.savePending()
+    this.set({ pending: this.pending.size })
+    if (this.provider.synced) {
+      clearTimeout(this.ackTimer)
+      this.ackTimer = window.setTimeout(() => this.sendProbe(true), ACK_DELAY)
+    }
+  }
+
+  private restorePending(): void {
+    try {
+      const n = Number(localStorage.getItem(this.storageKey) ?? 0)
+      for (let i = 0; i < n; i++) this.pending.set(`restored${i}`, 0)
+      this.state.pending = this.pending.size
+    } catch {
+      /* no storage: the count starts at zero */
+    }
+  }
+
+  private savePending(): void {
+    try {
+      if (this.pending.size) localStorage.setItem(this.storageKey, String(this.pending.size))
+      else localStorage.removeItem(this.storageKey)
+    } catch {
+      /* ignore */
+    }
+  }
+
+  // -- heartbeat and acknowledgements ----------------------------------------------------
+
+  private sendProbe(acks: boolean): void {
+    const ws = this.provider.ws
+    if (!ws || !this.provider.wsconnected || ws.readyState !== WebSocket.OPEN) return
+    if (this.probe && this.probe.ws === ws) {
+      // One probe in flight at a time; its echo is followed by another if needed.
+      this.probeAgain = this.probeAgain || acks
+      return
+    }
+    const state = this.awareness.getLocalState() ?? {}
+    this.awareness.setLocalState(state) // bumps the clock; the provider sends it
+    const meta = this.awareness.meta.get(this.doc.clientID)
+    this.probe = {
+      clock: meta ? meta.clock : 0,
+      seq: this.seq,
+      ws,
+      sentAt: performance.now(),
+      acks: acks && this.provider.synced,
+    }
+  }
+
+  private probeAgain = false
+
+  private onEcho(clock: number): void {
+    const p = this.probe
+    if (!p || clock < p.clock || p.ws !== this.provider.ws) return
+    this.probe = null
+    const rtt = Math.round(performance.now() - p.sentAt)
+    if (p.acks && !this.state.denied) {
+      for (const [key, seq] of this.pending) if (seq <= p.seq) this.pending.delete(key)
+      this.savePending()
+    }
+    this.set({ rttMs: rtt, pending: this.pending.size })
+    if (this.probeAgain || (this.pending.size && this.provider.synced)) {
+      this.probeAgain = false
+      if (this.pending.size) this.ackTimer = window.setTimeout(() => this.sendProbe(true), ACK_DELAY)
+    }
+  }
+
+  private connectingSince = 0
+
+  private onTick(): void {
+    const ws = this.provider.ws
+    const now = performance.now()
+    if (ws && this.provider.wsconnecting && now - this.connectingSince > CONNECT_TIMEOUT) {
+      this.drop('connect timeout')
+      return
+    }
+    if (!ws || !this.provider.wsconnected) return
+    if (this.probe && this.probe.ws === ws && now - this.probe.sentAt > HEARTBEAT_TIMEOUT) {
+      this.drop('heartbeat timeout')
+      return
+    }
+    const silentMs = Date.now() - this.provider.wsLastMessageReceived
+    if (!this.probe && silentMs > HEARTBEAT_IDLE) this.sendProbe(this.pending.size > 0)
+  }
+
+  /** Drops a socket that is open in name only and reconnects immediately. */
+  private drop(reason: string): void {
+    const ws = this.provider.ws
+    this.probe = null
+    if (!ws) return
+    // The provider's own close path detaches the socket and schedules a reconnect; a
+    // synthetic close event gets there without waiting for a TCP close that never comes.
+    const handler = ws.onclose
+    if (handler) handler.call(ws, new CloseEvent('close', { code: 4000, reason }))
+    else ws.close()
+  }
+
+  private onOnline = (): void => {
+    if (this.state.refused) return
+    if (!this.provider.wsconnected) {
+      this.provider.wsUnsuccessfulReconnects = 0
+      if (this.provider.ws) this.drop('network back')
+      else this.provider.connect()
+    } else this.sendProbe(this.pending.size > 0)
+  }
+
+  private onVisible = (): void => {
+    if (document.visibilityState === 'visible' && this.provider.wsconnected) {
+      this.sendProbe(this.pending.size > 0)
+    }
+  }
+
+  private installHandlers(): void {
+    const provider = this.provider
+    // Awareness: watch for the echo of our own state before applying the update.
+    provider.messageHandlers[1] = (_enc, decoder, prov) => {
+      const update = decoding.readVarUint8Array(decoder)
+      const d = decoding.createDecoder(update)
+      const n = decoding.readVarUint(d)
+      let echo = -1
+      for (let i = 0; i < n; i++) {
+        const client = decoding.readVarUint(d)
+        const clock = decoding.readVarUint(d)
+        decoding.readVarString(d)
+        if (client === this.doc.clientID) echo = clock
+      }
+      awarenessProtocol.applyAwarenessUpdate(prov.awareness, update, prov)
+      if (echo >= 0) this.onEcho(echo)
+    }
+    provider.messageHandlers[2] = (_enc, decoder, prov) => {
+      authProtocol.readAuthMessage(decoder, prov.doc, (_doc, reason) => {
+        this.set({ denied: reason || 'permission denied' })
+      })
+    }
+  }
+}
