@@ -130,7 +130,16 @@ class Presence:
             removal = Entry(client_id, current.clock + 1, NULL_STATE)
             self._entries[client_id] = removal
             removals.append(removal)
+        self._prune()
         return removals
+
+    def _prune(self) -> None:
+        """Forgets removed ids once they dominate, so reconnecting phones cannot grow the
+        table without bound. A forgotten id's stale update, if one ever arrived late,
+        would show a cursor until its owner's next renewal or disconnect."""
+        live = len(self)
+        if len(self._entries) > 4 * live + 256:
+            self._entries = {cid: e for cid, e in self._entries.items() if not e.removed}
 
     def snapshot(self) -> list[Entry]:
         """Every present (non-removed) state, for a late joiner or a query."""

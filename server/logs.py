@@ -11,6 +11,8 @@ from typing import Any
 
 _TOKEN = re.compile(r"(token=)[^&\s\"']+|(Bearer\s+)[A-Za-z0-9._\-]+")
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+# uvicorn attaches terminal colours and protocol objects to its records.
+_NOISE = {"color_message", "websocket"}
 
 
 def redact(text: str) -> str:
@@ -28,8 +30,12 @@ class JsonFormatter(logging.Formatter):
             "msg": redact(record.getMessage()),
         }
         for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = redact(value) if isinstance(value, str) else value
+            if key in _STANDARD or key.startswith("_") or key in _NOISE:
+                continue
+            if isinstance(value, str):
+                entry[key] = redact(value)
+            elif value is None or isinstance(value, bool | int | float):
+                entry[key] = value
         if record.exc_info:
             entry["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)

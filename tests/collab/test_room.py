@@ -256,3 +256,15 @@ async def test_updates_in_one_loop_turn_leave_as_one_merged_message(
     new = [m for m in b.received[before:] if isinstance(m, SyncUpdate)]
     assert len(new) == 1
     assert b.doc.get("a", type=Array).to_py() == list(range(10))
+
+
+def test_presence_table_stays_bounded_across_reconnects() -> None:
+    from collab.awareness import Entry, Presence
+
+    presence = Presence()
+    for i in range(5000):
+        owner = object()
+        presence.apply(owner, [Entry(i, 1, "{}")])
+        assert presence.drop_owner(owner) == [Entry(i, 2, "null")]
+    assert len(presence) == 0
+    assert len(presence._entries) <= 256 + 1
