@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, NewType, Protocol
 
+from pycrdt import Doc
+
 if TYPE_CHECKING:
     from .room import Room
 
@@ -74,6 +76,19 @@ class LoadedDocument:
     @property
     def tail_bytes(self) -> int:
         return sum(len(u) for u in self.tail)
+
+    def to_doc(self) -> Doc[Any]:
+        """A fresh document with the snapshot, then the tail, applied in order.
+
+        Raises:
+            ValueError: a stored update is corrupt.
+        """
+        doc: Doc[Any] = Doc()
+        if self.snapshot is not None:
+            doc.apply_update(self.snapshot)
+        for update in self.tail:
+            doc.apply_update(update)
+        return doc
 
 
 class Store(Protocol):

@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator, Coroutine
 from types import TracebackType
 from typing import Any
 
-from pycrdt import Doc
-
 from . import metrics
 from .errors import NodeFull, RoomUnavailable
 from .journal import Journal
@@ -127,11 +125,7 @@ class Registry:
         started = time.perf_counter()
         try:
             loaded = await self._store.load(name)
-            doc: Doc[Any] = Doc()
-            if loaded.snapshot is not None:
-                doc.apply_update(loaded.snapshot)
-            for update in loaded.tail:
-                doc.apply_update(update)
+            doc = loaded.to_doc()
             journal = Journal(
                 name,
                 self._store,

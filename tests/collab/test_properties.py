@@ -134,11 +134,7 @@ def test_sql_store_compaction_at_random_points_loads_back_equal(
                 done = cut
                 await store.compact(NAME)
             loaded = await store.load(NAME)
-            doc: Doc[Any] = Doc()
-            if loaded.snapshot is not None:
-                doc.apply_update(loaded.snapshot)
-            for update in loaded.tail:
-                doc.apply_update(update)
+            doc = loaded.to_doc()
             assert len(await store.history(NAME)) == len(log)
             return doc
 

@@ -137,11 +137,8 @@ async def test_compaction_runs_after_enough_updates_and_keeps_content() -> None:
             await asyncio.sleep(0.005)
         await eventually(lambda: store.compacted[NAME] >= 20)
     loaded = await store.load(NAME)
-    doc: Doc[Any] = Doc()
     assert loaded.snapshot is not None
-    doc.apply_update(loaded.snapshot)
-    for u in loaded.tail:
-        doc.apply_update(u)
+    doc = loaded.to_doc()
     assert doc.get("a", type=Array).to_py() == list(range(25))
 
 

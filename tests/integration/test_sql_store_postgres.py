@@ -30,11 +30,7 @@ def updates(n: int, start: int = 0) -> tuple[list[bytes], Doc[Any]]:
 
 async def content(store: SqlStore) -> list[Any]:
     loaded = await store.load(NAME)
-    doc: Doc[Any] = Doc()
-    if loaded.snapshot is not None:
-        doc.apply_update(loaded.snapshot)
-    for u in loaded.tail:
-        doc.apply_update(u)
+    doc = loaded.to_doc()
     return list(doc.get("a", type=Array).to_py())
 
 

@@ -121,11 +121,7 @@ def stored_content(data_dir: Path, name: str) -> dict[str, Any]:
         loaded = SqlStore(engine)._load(DocumentName(name))
     finally:
         engine.dispose()
-    doc: Doc[Any] = Doc()
-    if loaded.snapshot is not None:
-        doc.apply_update(loaded.snapshot)
-    for update in loaded.tail:
-        doc.apply_update(update)
+    doc = loaded.to_doc()
     return {"m": doc.get("m", type=Map).to_py(), "a": doc.get("a", type=Array).to_py()}
 
 
