@@ -47,14 +47,6 @@ class Client:
     def __repr__(self) -> str:
         return f"Client(id={self.id}, user={self.peer.user_id!r})"
 
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
-
-    @property
-    def failed(self) -> bool:
-        return self._failure is not None
-
     def send(self, message: bytes) -> bool:
         """Queues a frame; returns ``False`` (and fails the client) if the outbox is full."""
         if self._failure is not None or self._finished:

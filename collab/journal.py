@@ -42,7 +42,6 @@ class Journal:
         self._lock = asyncio.Lock()
         self.tail_updates = tail_updates
         self.tail_bytes = tail_bytes
-        self.saved_updates = 0
 
     @property
     def idle(self) -> bool:
@@ -118,7 +117,6 @@ class Journal:
         del self._pending[: len(batch)]
         if self._pending:
             self._first_change = time.monotonic()
-        self.saved_updates += len(batch)
         self.tail_updates += len(batch)
         self.tail_bytes += sum(len(u.data) for u in batch)
 

@@ -8,7 +8,6 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 from .compaction import fold
-from .errors import MessageTooBig
 from .ports import BusHandler, Disconnected, DocumentName, LoadedDocument, StoredUpdate
 
 log = logging.getLogger("inkroom.collab.memory")
@@ -53,7 +52,6 @@ class LocalBus:
 
     def __init__(self) -> None:
         self._handlers: dict[str, list[BusHandler]] = defaultdict(list)
-        self._delivering: BusHandler | None = None
 
     def subscribe(self, name: DocumentName, handler: BusHandler) -> Callable[[], None]:
         self._handlers[name].append(handler)
@@ -87,11 +85,10 @@ class LocalBus:
 class PipeConnection:
     """One end of an in-memory, message-oriented duplex pipe (tests and benchmarks)."""
 
-    def __init__(self, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self) -> None:
         self._inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.peer: PipeConnection | None = None
         self.closed_with: tuple[int, str] | None = None
-        self._max = max_message_bytes
 
     @classmethod
     def pair(cls) -> tuple[PipeConnection, PipeConnection]:
@@ -104,8 +101,6 @@ class PipeConnection:
         if data is None:
             code = self.peer.closed_with[0] if self.peer and self.peer.closed_with else None
             raise Disconnected(code)
-        if len(data) > self._max:
-            raise MessageTooBig(f"message of {len(data)} bytes exceeds {self._max}")
         return data
 
     async def send(self, data: bytes) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, NewType, Protocol
@@ -24,7 +24,6 @@ class Peer:
     name: str = ""
     role: str = "student"
     read_only: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
 
 
 class Disconnected(Exception):
@@ -168,6 +167,3 @@ class DefaultHooks:
 
     def on_room_unloaded(self, room: Room) -> None:
         return None
-
-
-Sleeper = Callable[[float], Awaitable[None]]

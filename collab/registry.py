@@ -137,12 +137,11 @@ class Registry:
                 name, doc, limits=self.limits, hooks=self._hooks, journal=journal, bus=self._bus
             )
             self._hooks.on_room_loaded(room)
-        except Exception as exc:
+        except Exception:
             log.exception("document load failed", extra={"document": name})
             future.set_exception(RoomUnavailable(f"could not load {name!r}"))
-            future.exception()  # retrieved here, so an unawaited failure is not logged twice
+            future.exception()  # marks it retrieved: no "never retrieved" noise if nobody waits
             self._loading.pop(name, None)
-            del exc
             return
         metrics.LOAD_LATENCY.observe(time.perf_counter() - started)
         self._rooms[name] = room

@@ -7,7 +7,9 @@ import logging
 import time
 
 from . import metrics
+from .client import Client
 from .errors import CloseCode, CollabError, MessageTooBig, RateLimited
+from .limits import Limits
 from .ports import Connection, Disconnected, DocumentName, Peer
 from .registry import Registry
 from .room import Room
@@ -55,7 +57,7 @@ async def serve(registry: Registry, connection: Connection, name: DocumentName, 
     # Three owned tasks; whichever ends first ends the connection. Not a TaskGroup: on
     # Python 3.11 a TaskGroup whose child failed can swallow the caller's cancellation.
     tasks = [
-        asyncio.create_task(_read(registry, room, client_id=client.id, connection=connection)),
+        asyncio.create_task(_read(registry.limits, room, client, connection)),
         asyncio.create_task(client.watch()),
         asyncio.create_task(client.pump(connection)),
     ]
@@ -94,20 +96,14 @@ def _close_for(tasks: list[asyncio.Task[None]], fields: dict[str, str]) -> tuple
     return CloseCode.NORMAL, ""
 
 
-async def _read(registry: Registry, room: Room, *, client_id: int, connection: Connection) -> None:
-    limits = registry.limits
+async def _read(limits: Limits, room: Room, client: Client, connection: Connection) -> None:
     bucket = TokenBucket(limits.messages_per_second, limits.message_burst)
-    client = room.clients[client_id]
     max_bytes = limits.max_message_bytes
-    try:
-        while True:
-            frame = await connection.receive()
-            metrics.BYTES_IN.inc(len(frame))
-            if len(frame) > max_bytes:
-                raise MessageTooBig(f"message of {len(frame)} bytes exceeds {max_bytes}")
-            if not bucket.take():
-                raise RateLimited(f"more than {limits.messages_per_second:g} messages/s")
-            room.receive(client, frame)
-    finally:
-        # Whatever ended the reader, the writer drains what is queued and stops.
-        client.finish()
+    while True:
+        frame = await connection.receive()
+        metrics.BYTES_IN.inc(len(frame))
+        if len(frame) > max_bytes:
+            raise MessageTooBig(f"message of {len(frame)} bytes exceeds {max_bytes}")
+        if not bucket.take():
+            raise RateLimited(f"more than {limits.messages_per_second:g} messages/s")
+        room.receive(client, frame)

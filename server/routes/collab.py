@@ -6,7 +6,7 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from collab.errors import CollabError, MessageTooBig, UnsupportedData
+from collab.errors import CollabError, UnsupportedData
 from collab.ports import Disconnected, DocumentName
 from collab.protocol import PermissionDenied
 from collab.session import serve
@@ -22,15 +22,14 @@ log = logging.getLogger("inkroom.server.ws")
 class StarletteConnection:
     """Adapts a Starlette WebSocket to :class:`collab.ports.Connection`."""
 
-    __slots__ = ("_max", "_receive", "_send", "_ws")
+    __slots__ = ("_receive", "_send", "_ws")
 
-    def __init__(self, websocket: WebSocket, max_message_bytes: int) -> None:
+    def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
         # The raw ASGI callables: the hot path skips Starlette's per-call state checks,
         # which the session's own lifecycle already guarantees.
         self._receive = websocket._receive
         self._send = websocket._send
-        self._max = max_message_bytes
 
     async def receive(self) -> bytes:
         message = await self._receive()
@@ -39,8 +38,6 @@ class StarletteConnection:
             data = message.get("bytes")
             if data is None:
                 raise UnsupportedData("text frames are not part of the y-websocket protocol")
-            if len(data) > self._max:
-                raise MessageTooBig(f"message of {len(data)} bytes exceeds {self._max}")
             return bytes(data)
         if kind == "websocket.disconnect":
             raise Disconnected(message.get("code"))
@@ -64,7 +61,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     document = websocket.path_params["document"]
     fields = {"document": document}
     await websocket.accept()
-    connection = StarletteConnection(websocket, state.settings.max_message_bytes)
+    connection = StarletteConnection(websocket)
     try:
         claims = verify(state.secret, websocket.query_params.get("token"))
         authorize(claims, document)
