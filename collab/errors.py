@@ -74,6 +74,12 @@ class RoomUnavailable(CollabError):
     close_code = CloseCode.TRY_AGAIN_LATER
 
 
+class RoomFull(CollabError):
+    """A room holds its maximum number of clients."""
+
+    close_code = CloseCode.TRY_AGAIN_LATER
+
+
 class NodeFull(CollabError):
     """This node holds its maximum number of documents."""
 

@@ -42,6 +42,8 @@ class Registry:
         self._rooms: dict[DocumentName, Room] = {}
         self._loading: dict[DocumentName, asyncio.Future[Room]] = {}
         self._users: dict[DocumentName, int] = {}
+        # When each room's last user (connection or hold) let go; absent while in use.
+        self._idle_since: dict[DocumentName, float] = {}
         self._room_tasks: dict[DocumentName, asyncio.Task[None]] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -103,6 +105,7 @@ class Registry:
                 self._spawn(self._load(name, future), f"load:{name}")
             room = await asyncio.shield(future)
         self._users[name] = self._users.get(name, 0) + 1
+        self._idle_since.pop(name, None)
         return room
 
     @contextlib.asynccontextmanager
@@ -118,6 +121,7 @@ class Registry:
         count = self._users.get(room.name, 0) - 1
         if count <= 0:
             self._users.pop(room.name, None)
+            self._idle_since[room.name] = asyncio.get_running_loop().time()
         else:
             self._users[room.name] = count
 
@@ -164,11 +168,11 @@ class Registry:
         now = asyncio.get_running_loop().time()
         unloaded = []
         for name, room in list(self._rooms.items()):
+            idle_since = self._idle_since.get(name)
             if (
-                not room.clients
-                and self._users.get(name, 0) == 0
+                idle_since is not None
+                and now - idle_since >= self.limits.unload_grace
                 and room.journal.idle
-                and now - room.idle_since >= self.limits.unload_grace
             ):
                 self._unload(room)
                 unloaded.append(name)
@@ -176,6 +180,7 @@ class Registry:
 
     def _unload(self, room: Room) -> None:
         del self._rooms[room.name]
+        del self._idle_since[room.name]
         task = self._room_tasks.pop(room.name, None)
         if task is not None:
             task.cancel()

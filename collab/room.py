@@ -11,7 +11,7 @@ from pycrdt import Doc, TransactionEvent, UndoManager, merge_updates
 from . import metrics
 from .awareness import Entry, Presence, decode_entries, encode_entries
 from .client import Client
-from .errors import InvalidUpdate
+from .errors import InvalidUpdate, RoomFull
 from .journal import Journal
 from .limits import Limits
 from .ports import Bus, DocumentName, Hooks, Peer, Revert, Verdict
@@ -75,7 +75,6 @@ class Room:
         self._origin: Origin = SERVER
         self._outgoing: list[tuple[Origin, bytes]] = []
         self._flush_scheduled = False
-        self.idle_since = self._loop.time()
         self._subscription = doc.observe(self._on_change)
         self._unsubscribe_bus = bus.subscribe(name, self._on_bus_update)
 
@@ -85,7 +84,13 @@ class Room:
     # -- membership ------------------------------------------------------------------
 
     def join(self, peer: Peer) -> Client:
-        """Adds a client and queues the opening of the sync handshake for it."""
+        """Adds a client and queues the opening of the sync handshake for it.
+
+        Raises:
+            RoomFull: the room holds ``max_clients_per_room`` clients.
+        """
+        if len(self.clients) >= self._limits.max_clients_per_room:
+            raise RoomFull(f"room holds {self._limits.max_clients_per_room} clients")
         client = Client(peer, outbox_limit=self._limits.outbox_messages)
         self.clients[client.id] = client
         client.send(bytes(SyncStep1(self.doc.get_state())))
@@ -102,8 +107,6 @@ class Room:
         removals = self.presence.drop_owner(client)
         if removals:
             self._broadcast_awareness(removals)
-        if not self.clients:
-            self.idle_since = self._loop.time()
 
     # -- incoming --------------------------------------------------------------------
 

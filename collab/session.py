@@ -51,8 +51,14 @@ async def serve(registry: Registry, connection: Connection, name: DocumentName, 
         log.warning("join refused: %s", exc, extra=fields)
         await connection.close(exc.close_code, str(exc))
         return
+    try:
+        client = room.join(peer)
+    except CollabError as exc:
+        registry.release(room)
+        log.warning("join refused: %s", exc, extra=fields)
+        await connection.close(exc.close_code, str(exc))
+        return
     metrics.CONNECTIONS.inc()
-    client = room.join(peer)
     fields["client"] = str(client.id)
     # Three owned tasks; whichever ends first ends the connection. Not a TaskGroup: on
     # Python 3.11 a TaskGroup whose child failed can swallow the caller's cancellation.

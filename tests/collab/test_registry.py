@@ -160,3 +160,27 @@ async def test_two_registries_on_one_bus_fan_out_updates() -> None:
 
 def _stack() -> AsyncExitStack:
     return AsyncExitStack()
+
+
+async def test_grace_period_counts_from_the_last_release_not_the_load() -> None:
+    limits = Limits(unload_grace=0.2)
+    async with Registry(MemoryStore(), LocalBus(), limits=limits) as registry:
+        async with registry.hold(NAME):
+            # Held (as a board connection holds its classroom document) past the grace.
+            await asyncio.sleep(0.3)
+            assert registry.reap() == []
+        assert registry.reap() == [], "just released: the grace period starts now"
+        await eventually(lambda: NAME not in registry.rooms)
+
+
+async def test_a_full_room_refuses_the_next_client_with_1013() -> None:
+    from collab.errors import CloseCode
+
+    limits = Limits(max_clients_per_room=2)
+    async with Registry(MemoryStore(), LocalBus(), limits=limits) as registry, _stack() as stack:
+        await ScriptedPeer(registry, NAME, TUTOR).start(stack)
+        await ScriptedPeer(registry, NAME, TUTOR).start(stack)
+        third = await ScriptedPeer(registry, NAME, TUTOR).start(stack, handshake=False)
+        code, _ = await wait_for(third.closed)
+        assert code == CloseCode.TRY_AGAIN_LATER
+        assert len(registry.rooms[NAME].clients) == 2
