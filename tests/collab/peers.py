@@ -8,7 +8,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
-from pycrdt import Array, Doc, TransactionEvent
+from pycrdt import Array, Doc
 
 from collab.awareness import Entry, decode_entries, encode_entries
 from collab.memory import PipeConnection
@@ -17,13 +17,11 @@ from collab.protocol import (
     AwarenessMessage,
     Message,
     PermissionDenied,
-    SyncStep1,
-    SyncStep2,
-    SyncUpdate,
     decode,
 )
 from collab.registry import Registry
 from collab.session import serve
+from tests.replica import Replica
 
 
 class ScriptedPeer:
@@ -34,30 +32,23 @@ class ScriptedPeer:
         self.name = DocumentName(name)
         self.peer = peer
         self.conn, self.server_end = PipeConnection.pair()
-        self.doc: Doc[Any] = Doc()
+        self.replica = Replica()
+        self.doc = self.replica.doc
+        self.synced = self.replica.synced
+        self.changed = self.replica.changed
         self.presence: dict[int, str] = {}
         self.denied: list[str] = []
         self.received: list[Message] = []
-        self.synced = asyncio.Event()
-        self.changed = asyncio.Event()
         self.closed: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
-        self._outgoing: list[bytes] = []
-        self.doc.observe(self._on_local_change)
-        self._applying_remote = False
         self.task: asyncio.Task[None] | None = None
         self.reader: asyncio.Task[None] | None = None
-
-    def _on_local_change(self, event: TransactionEvent) -> None:
-        if not self._applying_remote:
-            self._outgoing.append(event.update)
-        self.changed.set()
 
     async def start(self, stack: AsyncExitStack, *, handshake: bool = True) -> ScriptedPeer:
         self.task = asyncio.create_task(serve(self.registry, self.server_end, self.name, self.peer))
         self.reader = asyncio.create_task(self._read())
         stack.push_async_callback(self.stop)
         if handshake:
-            await self.conn.send(bytes(SyncStep1(self.doc.get_state())))
+            await self.conn.send(self.replica.hello())
             await wait_for(self.synced.wait())
         return self
 
@@ -84,16 +75,9 @@ class ScriptedPeer:
                 self.closed.set_result(closed)
 
     async def _handle(self, message: Message) -> None:
-        if isinstance(message, SyncStep1):
-            await self.conn.send(bytes(SyncStep2(self.doc.get_update(message.state_vector))))
-        elif isinstance(message, SyncStep2 | SyncUpdate):
-            self._applying_remote = True
-            try:
-                self.doc.apply_update(message.update)
-            finally:
-                self._applying_remote = False
-            if isinstance(message, SyncStep2):
-                self.synced.set()
+        reply = self.replica.handle(message)
+        if reply is not None:
+            await self.conn.send(reply)
         elif isinstance(message, AwarenessMessage):
             for entry in decode_entries(message.payload, max_state_bytes=1 << 20):
                 if entry.removed:
@@ -107,11 +91,8 @@ class ScriptedPeer:
 
     async def edit(self, change: Callable[[Doc[Any]], Any]) -> None:
         """Applies a local change and sends the resulting update, like the provider does."""
-        with self.doc.transaction():
-            change(self.doc)
-        outgoing, self._outgoing = self._outgoing, []
-        for update in outgoing:
-            await self.conn.send(bytes(SyncUpdate(update)))
+        for frame in self.replica.edit(change):
+            await self.conn.send(frame)
 
     async def say(self, client_id: int, clock: int, state: str) -> None:
         payload = encode_entries([Entry(client_id, clock, state)])
@@ -119,13 +100,7 @@ class ScriptedPeer:
 
     async def until(self, predicate: Callable[[], bool], deadline: float = 2.0) -> None:
         """Waits for ``predicate`` to hold, re-checking on every change this peer sees."""
-
-        async def loop() -> None:
-            while not predicate():
-                self.changed.clear()
-                await self.changed.wait()
-
-        await wait_for(loop(), deadline)
+        await self.replica.until(predicate, deadline)
 
 
 async def wait_for(awaitable: Any, deadline: float = 2.0) -> Any:

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import websockets
-from pycrdt import Doc, TransactionEvent
+from pycrdt import Doc
 
-from collab.protocol import SyncStep1, SyncStep2, SyncUpdate, decode
+from collab.protocol import decode
+from tests.replica import Replica
 
 
 class WsPeer:
@@ -18,26 +19,17 @@ class WsPeer:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.doc: Doc[Any] = Doc()
-        self.synced = asyncio.Event()
-        self.changed = asyncio.Event()
-        self._outgoing: list[bytes] = []
-        self._remote = False
+        self.replica = Replica()
+        self.doc = self.replica.doc
         self._ws: websockets.ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
-        self.doc.observe(self._on_change)
-
-    def _on_change(self, event: TransactionEvent) -> None:
-        if not self._remote:
-            self._outgoing.append(event.update)
-        self.changed.set()
 
     async def __aenter__(self) -> WsPeer:
         self._ws = await websockets.connect(self.url, max_size=None)
         self._task = asyncio.create_task(self._read())
-        await self._ws.send(bytes(SyncStep1(self.doc.get_state())))
+        await self._ws.send(self.replica.hello())
         async with asyncio.timeout(5):
-            await self.synced.wait()
+            await self.replica.synced.wait()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -53,29 +45,14 @@ class WsPeer:
         with contextlib.suppress(websockets.ConnectionClosed):
             async for frame in self._ws:
                 assert isinstance(frame, bytes)
-                message = decode(frame)
-                if isinstance(message, SyncStep1):
-                    update = self.doc.get_update(message.state_vector)
-                    await self._ws.send(bytes(SyncStep2(update)))
-                elif isinstance(message, SyncStep2 | SyncUpdate):
-                    self._remote = True
-                    try:
-                        self.doc.apply_update(message.update)
-                    finally:
-                        self._remote = False
-                    if isinstance(message, SyncStep2):
-                        self.synced.set()
+                reply = self.replica.handle(decode(frame))
+                if reply is not None:
+                    await self._ws.send(reply)
 
     async def edit(self, change: Callable[[Doc[Any]], Any]) -> None:
         assert self._ws is not None
-        with self.doc.transaction():
-            change(self.doc)
-        outgoing, self._outgoing = self._outgoing, []
-        for update in outgoing:
-            await self._ws.send(bytes(SyncUpdate(update)))
+        for frame in self.replica.edit(change):
+            await self._ws.send(frame)
 
     async def until(self, predicate: Callable[[], bool], deadline: float = 5.0) -> None:
-        async with asyncio.timeout(deadline):
-            while not predicate():
-                self.changed.clear()
-                await self.changed.wait()
+        await self.replica.until(predicate, deadline)
