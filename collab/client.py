@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
+from collections.abc import Callable
 
 from . import metrics
 from .errors import CollabError, SlowConsumer
@@ -22,11 +23,13 @@ class Client:
     """
 
     __slots__ = (
+        "_direct",
         "_failed",
         "_failure",
         "_finished",
         "_limit",
         "_queue",
+        "_sending",
         "_wake",
         "denied_notified",
         "id",
@@ -42,15 +45,25 @@ class Client:
         self._failure: CollabError | None = None
         self._failed = asyncio.Event()
         self._finished = False
+        self._sending = False
+        self._direct: Callable[[bytes], bool] | None = None
         self.denied_notified = False
 
     def __repr__(self) -> str:
         return f"Client(id={self.id}, user={self.peer.user_id!r})"
 
     def send(self, message: bytes) -> bool:
-        """Queues a frame; returns ``False`` (and fails the client) if the outbox is full."""
+        """Sends or queues a frame; ``False`` (and the client fails) if the outbox is full.
+
+        When nothing is queued or in flight and the transport can take the frame at once,
+        it is written right here: no task wake-up, no await chain. Otherwise it waits in
+        the outbox for :meth:`pump`, so frames always leave in order.
+        """
         if self._failure is not None or self._finished:
             return False
+        direct = self._direct
+        if direct is not None and not self._queue and not self._sending and direct(message):
+            return True
         if len(self._queue) >= self._limit:
             metrics.OUTBOX_DROPS.inc()
             self.fail(SlowConsumer(f"outbox full ({self._limit} messages)"))
@@ -83,13 +96,22 @@ class Client:
         self._wake.set()
 
     async def pump(self, connection: Connection) -> None:
-        """Writes queued frames in order until finished; raises the failure, if any."""
+        """Writes queued frames in order until finished; raises the failure, if any.
+
+        From its start, :meth:`send` may also write directly through
+        ``connection.send_nowait`` whenever this pump has nothing queued or in flight.
+        """
         queue = self._queue
+        self._direct = connection.send_nowait
         while True:
             while queue:
                 if self._failure is not None:
                     raise self._failure
-                await connection.send(queue.popleft())
+                self._sending = True
+                try:
+                    await connection.send(queue.popleft())
+                finally:
+                    self._sending = False
             if self._failure is not None:
                 raise self._failure
             if self._finished:

@@ -104,9 +104,14 @@ class PipeConnection:
         return data
 
     async def send(self, data: bytes) -> None:
-        if self.closed_with is not None or self.peer is None or self.peer.closed_with is not None:
+        if not self.send_nowait(data):
             raise Disconnected()
+
+    def send_nowait(self, data: bytes) -> bool:
+        if self.closed_with is not None or self.peer is None or self.peer.closed_with is not None:
+            return False
         self.peer._inbox.put_nowait(data)
+        return True
 
     async def close(self, code: int, reason: str = "") -> None:
         if self.closed_with is None:

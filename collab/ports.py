@@ -51,6 +51,13 @@ class Connection(Protocol):
         """Sends one binary message. Raises :class:`Disconnected` if the peer is gone."""
         ...
 
+    def send_nowait(self, data: bytes) -> bool:
+        """Sends one binary message now if the transport can take it without waiting.
+
+        ``False`` means nothing was sent: use :meth:`send`. Never raises.
+        """
+        ...
+
     async def close(self, code: int, reason: str = "") -> None:
         """Closes with a code; never raises."""
         ...

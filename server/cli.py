@@ -32,6 +32,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from . import logs
     from .app import create_app
+    from .ws_protocol import InkroomWebSocketProtocol
 
     settings = _settings(args)
     logs.configure(settings.log_level, json_lines=settings.log_json)
@@ -44,7 +45,7 @@ def serve(args: argparse.Namespace) -> int:
         log_config=None,
         # The access log would print the query string, and the token travels there.
         access_log=False,
-        ws="websockets-sansio",
+        ws=InkroomWebSocketProtocol,
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,

@@ -15,6 +15,7 @@ from ..auth import authorize, verify
 from ..classroom import STAFF, class_document
 from ..errors import ServerError
 from ..state import AppState
+from ..ws_protocol import EXTENSION
 
 log = logging.getLogger("inkroom.server.ws")
 
@@ -22,7 +23,7 @@ log = logging.getLogger("inkroom.server.ws")
 class StarletteConnection:
     """Adapts a Starlette WebSocket to :class:`collab.ports.Connection`."""
 
-    __slots__ = ("_receive", "_send", "_ws")
+    __slots__ = ("_receive", "_send", "_send_nowait", "_ws")
 
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
@@ -30,6 +31,7 @@ class StarletteConnection:
         # which the session's own lifecycle already guarantees.
         self._receive = websocket._receive
         self._send = websocket._send
+        self._send_nowait = websocket.scope.get("extensions", {}).get(EXTENSION)
 
     async def receive(self) -> bytes:
         message = await self._receive()
@@ -48,6 +50,12 @@ class StarletteConnection:
             await self._send({"type": "websocket.send", "bytes": data})
         except (OSError, RuntimeError, WebSocketDisconnect) as exc:
             raise Disconnected(None) from exc
+
+    def send_nowait(self, data: bytes) -> bool:
+        if self._send_nowait is None:  # another ASGI server: the ordinary path only
+            return False
+        sent: bool = self._send_nowait(data)
+        return sent
 
     async def close(self, code: int, reason: str = "") -> None:
         try:

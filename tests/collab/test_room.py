@@ -192,6 +192,9 @@ class StalledConnection:
     async def send(self, data: bytes) -> None:
         await self._gate.wait()
 
+    def send_nowait(self, data: bytes) -> bool:
+        return False  # its buffer is full: a paused transport
+
     async def close(self, code: int, reason: str = "") -> None:
         self.closed_with = (code, reason)
 

@@ -13,6 +13,7 @@ import uvicorn
 
 from server.app import create_app
 from server.settings import Settings
+from server.ws_protocol import InkroomWebSocketProtocol
 
 
 def free_port() -> int:
@@ -32,7 +33,7 @@ def live_server(settings: Settings, *, ping_interval: float = 5.0) -> Iterator[s
         port=port,
         log_config=None,
         access_log=False,
-        ws="websockets-sansio",
+        ws=InkroomWebSocketProtocol,
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=ping_interval,
         ws_ping_timeout=ping_interval,
