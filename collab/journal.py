@@ -1,10 +1,17 @@
-"""Debounced, retrying persistence of one room's updates to the append-only log."""
+"""Persistence of updates: per-room buffers (:class:`Journal`) written by one node-wide
+:class:`Saver` in group commits.
+
+One transaction per save for the whole node, rather than one per room: with 30 busy rooms
+the per-room debounce meant ~120 small transactions a second, each a thread hand-off and
+a commit (bench/RESULTS.md).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from . import metrics
@@ -15,124 +22,149 @@ log = logging.getLogger("inkroom.collab.journal")
 
 
 class Journal:
-    """Collects a room's updates and appends them to the store in batches.
+    """A room's updates not yet in the store, plus the size of the log since its snapshot.
 
-    A batch is written after ``save_debounce`` seconds without changes, and at the latest
-    ``save_max_delay`` seconds after its first change. A failed append keeps the batch and
-    retries with backoff; the room stays loaded meanwhile (:attr:`idle` is false).
+    :attr:`idle` is false while anything waits or is being written: the registry never
+    unloads a room whose journal is not idle.
     """
 
     def __init__(
         self,
         name: DocumentName,
-        store: Store,
-        limits: Limits,
         *,
+        on_dirty: Callable[[Journal], None],
         tail_updates: int = 0,
         tail_bytes: int = 0,
     ) -> None:
-        self._name = name
-        self._store = store
-        self._limits = limits
+        self.name = name
+        self._on_dirty = on_dirty
         self._pending: list[StoredUpdate] = []
-        self._dirty = asyncio.Event()
-        self._first_change = 0.0
-        self._last_change = 0.0
-        self._saving = False
-        self._lock = asyncio.Lock()
+        self._in_flight = 0
         self.tail_updates = tail_updates
         self.tail_bytes = tail_bytes
 
     @property
     def idle(self) -> bool:
-        """Nothing waits to be written and no write is in flight."""
-        return not self._pending and not self._saving
+        return not self._pending
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
     def record(self, update: bytes, author: str | None) -> None:
-        now = time.monotonic()
-        if not self._pending:
-            self._first_change = now
-        self._last_change = now
         self._pending.append(StoredUpdate(update, author, datetime.now(UTC)))
-        self._dirty.set()
+        self._on_dirty(self)
+
+    def take(self) -> list[StoredUpdate]:
+        """What a save should write now; stays pending until :meth:`written`."""
+        self._in_flight = len(self._pending)
+        return self._pending[: self._in_flight]
+
+    def written(self) -> None:
+        batch, self._pending = self._pending[: self._in_flight], self._pending[self._in_flight :]
+        self._in_flight = 0
+        self.tail_updates += len(batch)
+        self.tail_bytes += sum(len(u.data) for u in batch)
+
+    def needs_compaction(self, limits: Limits) -> bool:
+        return (
+            self.tail_updates >= limits.compact_after_updates
+            or self.tail_bytes >= limits.compact_after_bytes
+        )
+
+
+class Saver:
+    """Writes every dirty journal of a node in one store call.
+
+    A save happens after ``save_debounce`` seconds without new changes, and at the latest
+    ``save_max_delay`` seconds after the first unsaved change. A failed save keeps
+    everything pending and retries with backoff; :meth:`flush` writes at once.
+    """
+
+    def __init__(self, store: Store, limits: Limits) -> None:
+        self._store = store
+        self._limits = limits
+        self._dirty: set[Journal] = set()
+        self._wake = asyncio.Event()
+        self._first_change = 0.0
+        self._last_change = 0.0
+        self._lock = asyncio.Lock()
+
+    def mark_dirty(self, journal: Journal) -> None:
+        """Called for every recorded update: cheap, and wakes the saver only when it
+        goes from nothing to save to something."""
+        now = time.monotonic()
+        self._last_change = now
+        if not self._dirty:
+            self._first_change = now
+            self._wake.set()
+        self._dirty.add(journal)
 
     async def run(self) -> None:
-        """Writes batches for as long as the room lives. Cancel to stop; flush first."""
+        """Saves for as long as the node runs. Cancel to stop; :meth:`flush` first."""
         limits = self._limits
         while True:
-            await self._dirty.wait()
-            while True:
-                self._dirty.clear()
-                due = min(
+            await self._wake.wait()
+            self._wake.clear()
+            # Records move _last_change without waking this task: a timer re-checked on
+            # each expiry, not a poll for something that has an event.
+            while (  # noqa: ASYNC110
+                remaining := min(
                     self._last_change + limits.save_debounce,
                     self._first_change + limits.save_max_delay,
                 )
-                remaining = due - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    async with asyncio.timeout(remaining):
-                        await self._dirty.wait()
-                except TimeoutError:
-                    break
+                - time.monotonic()
+            ) > 0:
+                await asyncio.sleep(remaining)
             await self.flush(retry=True)
 
     async def flush(self, *, retry: bool) -> None:
-        """Appends everything pending. With ``retry``, keeps trying until it succeeds.
+        """Writes everything pending in one store call (one transaction).
 
         Raises:
             Exception: the store's error, when ``retry`` is false.
         """
         delay = self._limits.save_retry_initial
         async with self._lock:
-            while self._pending:
+            while self._dirty:
+                journals = [j for j in self._dirty if j.pending]
+                batches = {j.name: j.take() for j in journals}
+                started = time.perf_counter()
                 try:
-                    await self._append_pending()
+                    await self._store.append(batches)
                 except Exception:
                     metrics.SAVE_FAILURES.inc()
                     log.exception(
-                        "save failed; keeping %d updates in memory",
-                        len(self._pending),
-                        extra={"document": self._name, "retry_in": delay},
+                        "save failed; keeping updates in memory",
+                        extra={
+                            "documents": len(batches),
+                            "updates": sum(map(len, batches.values())),
+                            "retry_in": delay,
+                        },
                     )
                     if not retry:
                         raise
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self._limits.save_retry_max)
-        await self._maybe_compact()
+                    continue
+                metrics.SAVE_LATENCY.observe(time.perf_counter() - started)
+                for journal in journals:
+                    journal.written()
+                # Updates recorded while the save was in flight keep their journal dirty.
+                self._dirty = {j for j in self._dirty if j.pending}
+                if self._dirty:
+                    self._first_change = time.monotonic()
+                    self._wake.set()
+                await self._compact([j for j in journals if j.needs_compaction(self._limits)])
 
-    async def _append_pending(self) -> None:
-        batch = list(self._pending)
-        self._saving = True
-        started = time.perf_counter()
-        try:
-            await self._store.append(self._name, batch)
-        finally:
-            self._saving = False
-        metrics.SAVE_LATENCY.observe(time.perf_counter() - started)
-        del self._pending[: len(batch)]
-        if self._pending:
-            self._first_change = time.monotonic()
-        self.tail_updates += len(batch)
-        self.tail_bytes += sum(len(u.data) for u in batch)
-
-    async def _maybe_compact(self) -> None:
-        limits = self._limits
-        if (
-            self.tail_updates < limits.compact_after_updates
-            and self.tail_bytes < limits.compact_after_bytes
-        ):
-            return
-        try:
-            await self._store.compact(self._name)
-        except Exception:
-            # The log is intact; compaction only speeds up the next load. Try again later.
-            log.exception("compaction failed", extra={"document": self._name})
-            return
-        metrics.COMPACTIONS.inc()
-        self.tail_updates = 0
-        self.tail_bytes = 0
+    async def _compact(self, journals: list[Journal]) -> None:
+        for journal in journals:
+            try:
+                await self._store.compact(journal.name)
+            except Exception:
+                # The log is intact; compaction only speeds up the next load. Try later.
+                log.exception("compaction failed", extra={"document": journal.name})
+                continue
+            metrics.COMPACTIONS.inc()
+            journal.tail_updates = 0
+            journal.tail_bytes = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .compaction import fold
 from .ports import BusHandler, Disconnected, DocumentName, LoadedDocument, StoredUpdate
@@ -31,9 +31,10 @@ class MemoryStore:
         tail = [u.data for u in self.logs[name][self.compacted[name] :]]
         return LoadedDocument(self.snapshots.get(name), tail)
 
-    async def append(self, name: DocumentName, updates: Sequence[StoredUpdate]) -> None:
+    async def append(self, batches: Mapping[DocumentName, Sequence[StoredUpdate]]) -> None:
         self._check()
-        self.logs[name].extend(updates)
+        for name, updates in batches.items():
+            self.logs[name].extend(updates)
 
     async def compact(self, name: DocumentName) -> None:
         self._check()

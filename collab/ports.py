@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -104,8 +104,9 @@ class Store(Protocol):
         """Reads snapshot + tail. An unknown document loads empty. Raises on I/O failure."""
         ...
 
-    async def append(self, name: DocumentName, updates: Sequence[StoredUpdate]) -> None:
-        """Appends updates atomically: all are stored or none. Raises on I/O failure."""
+    async def append(self, batches: Mapping[DocumentName, Sequence[StoredUpdate]]) -> None:
+        """Appends each document's updates, all in one transaction: every update is stored
+        or none is. Raises on I/O failure."""
         ...
 
     async def compact(self, name: DocumentName) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import metrics
 from .errors import NodeFull, RoomUnavailable
-from .journal import Journal
+from .journal import Journal, Saver
 from .limits import Limits
 from .ports import Bus, DefaultHooks, DocumentName, Hooks, Store
 from .room import Room
@@ -44,7 +44,7 @@ class Registry:
         self._users: dict[DocumentName, int] = {}
         # When each room's last user (connection or hold) let go; absent while in use.
         self._idle_since: dict[DocumentName, float] = {}
-        self._room_tasks: dict[DocumentName, asyncio.Task[None]] = {}
+        self._saver = Saver(store, self.limits)
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -57,6 +57,7 @@ class Registry:
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         self._tasks.add(self._tg.create_task(self._reap_forever(), name="registry-reaper"))
+        self._tasks.add(self._tg.create_task(self._saver.run(), name="registry-saver"))
         return self
 
     async def __aexit__(
@@ -132,8 +133,7 @@ class Registry:
             doc = loaded.to_doc()
             journal = Journal(
                 name,
-                self._store,
-                self.limits,
+                on_dirty=self._saver.mark_dirty,
                 tail_updates=len(loaded.tail),
                 tail_bytes=loaded.tail_bytes,
             )
@@ -151,7 +151,6 @@ class Registry:
         self._rooms[name] = room
         self._loading.pop(name, None)
         metrics.ROOMS.set(len(self._rooms))
-        self._room_tasks[name] = self._spawn(room.journal.run(), f"journal:{name}")
         future.set_result(room)
         log.info("document loaded", extra={"document": name, "tail": len(loaded.tail)})
 
@@ -181,9 +180,6 @@ class Registry:
     def _unload(self, room: Room) -> None:
         del self._rooms[room.name]
         del self._idle_since[room.name]
-        task = self._room_tasks.pop(room.name, None)
-        if task is not None:
-            task.cancel()
         try:
             self._hooks.on_room_unloaded(room)
         finally:
@@ -193,12 +189,9 @@ class Registry:
 
     async def _flush_all(self) -> None:
         rooms = list(self._rooms.values())
-        if not rooms:
-            return
-
         try:
             async with asyncio.timeout(self.limits.shutdown_flush_timeout):
-                await asyncio.gather(*(r.journal.flush(retry=True) for r in rooms))
+                await self._saver.flush(retry=True)
         except TimeoutError:
             log.error("shutdown flush timed out")  # noqa: TRY400 - the timeout is the news
         lost = sum(r.journal.pending for r in rooms)

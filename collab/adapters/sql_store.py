@@ -13,10 +13,20 @@ committed late.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, Engine, LargeBinary, String, event, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    LargeBinary,
+    String,
+    event,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
@@ -75,9 +85,10 @@ class SqlStore:
     async def load(self, name: DocumentName) -> LoadedDocument:
         return await asyncio.to_thread(self._load, name)
 
-    async def append(self, name: DocumentName, updates: Sequence[StoredUpdate]) -> None:
-        if updates:
-            await asyncio.to_thread(self._append, name, list(updates))
+    async def append(self, batches: Mapping[DocumentName, Sequence[StoredUpdate]]) -> None:
+        work = {name: list(updates) for name, updates in batches.items() if updates}
+        if work:
+            await asyncio.to_thread(self._append, work)
 
     async def compact(self, name: DocumentName) -> None:
         await asyncio.to_thread(self._compact, name)
@@ -101,36 +112,16 @@ class SqlStore:
             ).scalars()
             return LoadedDocument(snapshot, list(tail))
 
-    def _append(self, name: str, updates: list[StoredUpdate]) -> None:
+    def _append(self, batches: dict[DocumentName, list[StoredUpdate]]) -> None:
         for attempt in range(3):
             try:
                 with self._engine.begin() as conn:
-                    last = conn.execute(
-                        update(_doc)
-                        .where(_doc.c.name == name)
-                        .values(last_seq=_doc.c.last_seq + len(updates), updated_at=_now())
-                        .returning(_doc.c.last_seq)
-                    ).scalar()
-                    if last is None:
-                        conn.execute(_doc.insert().values(name=name, last_seq=len(updates)))
-                        last = len(updates)
-                    first = last - len(updates) + 1
-                    conn.execute(
-                        _upd.insert(),
-                        [
-                            {
-                                "document": name,
-                                "seq": first + i,
-                                "data": u.data,
-                                "author": u.author,
-                                "created_at": u.created_at,
-                            }
-                            for i, u in enumerate(updates)
-                        ],
-                    )
+                    # A fixed order, so two nodes saving the same documents cannot deadlock.
+                    for name in sorted(batches):
+                        _append_one(conn, name, batches[name])
                 return
             except IntegrityError:
-                # Another node created the document row first; the next try updates it.
+                # Another node created a document row first; the next try updates it.
                 if attempt == 2:
                     raise
 
@@ -166,3 +157,29 @@ class SqlStore:
                 .order_by(_upd.c.seq)
             ).all()
         return [StoredUpdate(r.data, r.author, r.created_at) for r in rows]
+
+
+def _append_one(conn: Connection, name: str, updates: list[StoredUpdate]) -> None:
+    last = conn.execute(
+        update(_doc)
+        .where(_doc.c.name == name)
+        .values(last_seq=_doc.c.last_seq + len(updates), updated_at=_now())
+        .returning(_doc.c.last_seq)
+    ).scalar()
+    if last is None:
+        conn.execute(_doc.insert().values(name=name, last_seq=len(updates)))
+        last = len(updates)
+    first = last - len(updates) + 1
+    conn.execute(
+        _upd.insert(),
+        [
+            {
+                "document": name,
+                "seq": first + i,
+                "data": u.data,
+                "author": u.author,
+                "created_at": u.created_at,
+            }
+            for i, u in enumerate(updates)
+        ],
+    )

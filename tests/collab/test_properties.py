@@ -130,7 +130,7 @@ def test_sql_store_compaction_at_random_points_loads_back_equal(
             done = 0
             for cut in [*sorted(c % (len(log) + 1) for c in cuts), len(log)]:
                 now = datetime.now(UTC)
-                await store.append(NAME, [StoredUpdate(u, "u", now) for u in log[done:cut]])
+                await store.append({NAME: [StoredUpdate(u, "u", now) for u in log[done:cut]]})
                 done = cut
                 await store.compact(NAME)
             loaded = await store.load(NAME)

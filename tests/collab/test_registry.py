@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -38,9 +38,9 @@ class GatedStore(MemoryStore):
         await self.gate.wait()
         return await super().load(name)
 
-    async def append(self, name: DocumentName, updates: Sequence[StoredUpdate]) -> None:
+    async def append(self, batches: Mapping[DocumentName, Sequence[StoredUpdate]]) -> None:
         self.attempts += 1
-        await super().append(name, updates)
+        await super().append(batches)
         self.appended.set()
 
 
@@ -184,3 +184,24 @@ async def test_a_full_room_refuses_the_next_client_with_1013() -> None:
         code, _ = await wait_for(third.closed)
         assert code == CloseCode.TRY_AGAIN_LATER
         assert len(registry.rooms[NAME].clients) == 2
+
+
+async def test_one_save_writes_every_busy_room_in_one_transaction() -> None:
+    store = GatedStore()
+    store.gate.set()
+    calls: list[list[str]] = []
+    original = store.append
+
+    async def counting(batches: Mapping[DocumentName, Sequence[StoredUpdate]]) -> None:
+        calls.append(sorted(batches))
+        await original(batches)
+
+    store.append = counting  # type: ignore[method-assign]
+    limits = Limits(save_debounce=0.05, save_max_delay=1.0)
+    async with Registry(store, LocalBus(), limits=limits) as registry, _stack() as stack:
+        rooms = [DocumentName(f"c{i}/board") for i in range(3)]
+        peers = [await ScriptedPeer(registry, name, TUTOR).start(stack) for name in rooms]
+        for i, peer in enumerate(peers):
+            await peer.edit(push(i))
+        await eventually(lambda: all(len(store.logs[name]) == 1 for name in rooms))
+    assert calls[0] == sorted(rooms), calls

@@ -51,9 +51,9 @@ async def test_append_compact_load_and_history(pg_engine: Engine) -> None:
     store = SqlStore(pg_engine)
     assert (await store.load(NAME)).snapshot is None
     data, _ = updates(30)
-    await store.append(NAME, stored(data[:20], "tutor-1"))
+    await store.append({NAME: stored(data[:20], "tutor-1")})
     await store.compact(NAME)
-    await store.append(NAME, stored(data[20:], "student-2"))
+    await store.append({NAME: stored(data[20:], "student-2")})
     loaded = await store.load(NAME)
     assert loaded.snapshot is not None
     assert len(loaded.tail) == 10
@@ -72,7 +72,7 @@ async def test_concurrent_appends_from_two_nodes_lose_nothing(pg_engine: Engine)
 
     async def write(store: SqlStore, data: list[bytes], who: str) -> None:
         for i in range(0, len(data), 4):
-            await store.append(NAME, stored(data[i : i + 4], who))
+            await store.append({NAME: stored(data[i : i + 4], who)})
             if i % 16 == 0:
                 await store.compact(NAME)
 
