@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from .compaction import fold
 from .ports import BusHandler, Disconnected, DocumentName, LoadedDocument, StoredUpdate
@@ -52,35 +52,43 @@ class LocalBus:
     """
 
     def __init__(self) -> None:
-        self._handlers: dict[str, list[BusHandler]] = defaultdict(list)
+        self._channels: dict[str, list[_LocalSubscription]] = defaultdict(list)
 
-    def subscribe(self, name: DocumentName, handler: BusHandler) -> Callable[[], None]:
-        self._handlers[name].append(handler)
+    def subscribe(self, name: DocumentName, handler: BusHandler) -> _LocalSubscription:
+        subscription = _LocalSubscription(self._channels, name, handler)
+        self._channels[name].append(subscription)
+        return subscription
 
-        def unsubscribe() -> None:
-            handlers = self._handlers.get(name)
-            if handlers and handler in handlers:
-                handlers.remove(handler)
-                if not handlers:
-                    del self._handlers[name]
 
-        return unsubscribe
+class _LocalSubscription:
+    def __init__(
+        self, channels: dict[str, list[_LocalSubscription]], name: str, handler: BusHandler
+    ) -> None:
+        self._channels = channels
+        self._name = name
+        self._handler = handler
 
-    def publish(self, name: DocumentName, update: bytes) -> None:
-        handlers = self._handlers.get(name)
-        if not handlers:
+    def publish(self, update: bytes) -> None:
+        others = [s for s in self._channels.get(self._name, ()) if s is not self]
+        if not others:
             return
         loop = asyncio.get_running_loop()
-        for handler in list(handlers):
-            # The publishing room gets its own update back and ignores it: applying a known
-            # update changes nothing and fires no observer.
-            loop.call_soon(self._deliver, handler, update)
+        for subscriber in others:
+            # Delivered on a later loop turn, like a message from another node.
+            loop.call_soon(subscriber._deliver, update)
 
-    def _deliver(self, handler: BusHandler, update: bytes) -> None:
+    def _deliver(self, update: bytes) -> None:
         try:
-            handler(update)
+            self._handler(update)
         except Exception:
             log.exception("bus handler failed")
+
+    def close(self) -> None:
+        subscribers = self._channels.get(self._name)
+        if subscribers and self in subscribers:
+            subscribers.remove(self)
+            if not subscribers:
+                del self._channels[self._name]
 
 
 class PipeConnection:

@@ -129,15 +129,24 @@ class Revert:
 BusHandler = Callable[[bytes], None]
 
 
+class BusSubscription(Protocol):
+    """One room's membership of a document's channel."""
+
+    def publish(self, update: bytes) -> None:
+        """Sends an update to every other subscriber (never back to this one); never
+        blocks, never raises."""
+        ...
+
+    def close(self) -> None:
+        """Leaves the channel; idempotent."""
+        ...
+
+
 class Bus(Protocol):
     """Fan-out of document updates between server nodes (at-most-once delivery)."""
 
-    def subscribe(self, name: DocumentName, handler: BusHandler) -> Callable[[], None]:
-        """Registers ``handler`` for updates other nodes publish; returns an unsubscriber."""
-        ...
-
-    def publish(self, name: DocumentName, update: bytes) -> None:
-        """Sends an update to every other node; never blocks, never raises."""
+    def subscribe(self, name: DocumentName, handler: BusHandler) -> BusSubscription:
+        """Registers ``handler`` for updates the other subscribers publish."""
         ...
 
 

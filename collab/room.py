@@ -70,13 +70,12 @@ class Room:
         self.presence = Presence(max_ids_per_owner=limits.max_awareness_ids_per_connection)
         self._limits = limits
         self._hooks = hooks
-        self._bus = bus
         self._loop = asyncio.get_running_loop()
         self._origin: Origin = SERVER
         self._outgoing: list[tuple[Origin, bytes]] = []
         self._flush_scheduled = False
         self._subscription = doc.observe(self._on_change)
-        self._unsubscribe_bus = bus.subscribe(name, self._on_bus_update)
+        self._bus = bus.subscribe(name, self._on_bus_update)
 
     def __repr__(self) -> str:
         return f"Room({self.name!r}, clients={len(self.clients)})"
@@ -193,7 +192,7 @@ class Room:
         if origin is not BUS:
             author = origin.peer.user_id if isinstance(origin, Client) else None
             self.journal.record(update, author)
-            self._bus.publish(self.name, update)
+            self._bus.publish(update)
         self._outgoing.append((origin, update))
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -235,7 +234,7 @@ class Room:
 
     def close(self) -> None:
         """Detaches observers; the registry calls this once the journal is idle."""
-        self._unsubscribe_bus()
+        self._bus.close()
         self.doc.unobserve(self._subscription)
         for client in list(self.clients.values()):
             client.finish()

@@ -29,8 +29,8 @@ class Settings(BaseSettings):
     # permessage-deflate more than halved relay throughput in measurements: off by default.
     ws_compression: bool = False
     # A silent dead link (phone in a tunnel) is noticed within interval + timeout.
-    ws_ping_interval: float = 5.0
-    ws_ping_timeout: float = 5.0
+    ws_ping_interval: float = 7.0
+    ws_ping_timeout: float = 7.0
     max_message_bytes: int = 16 * 1024 * 1024
     outbox_messages: int = 1024
     messages_per_second: float = 300.0

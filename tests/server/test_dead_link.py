@@ -20,7 +20,7 @@ from .proxy import FreezableProxy
 
 pytestmark = pytest.mark.anyio
 SECRET = "ping-secret-" + "0123456789abcdef" * 4
-PING = 0.5  # interval and timeout for this test; the default is 5 s + 5 s
+PING = 0.5  # interval and timeout for this test; the default is 7 s + 7 s (< 15 s)
 
 
 @pytest.fixture
