@@ -116,10 +116,14 @@ class Saver:
                 - time.monotonic()
             ) > 0:
                 await asyncio.sleep(remaining)
-            await self.flush(retry=True)
+            await self.flush(retry=True, drain=False)
 
-    async def flush(self, *, retry: bool) -> None:
-        """Writes everything pending in one store call (one transaction).
+    async def flush(self, *, retry: bool, drain: bool = True) -> None:
+        """Writes what is pending, one store call (one transaction) per batch.
+
+        With ``drain``, keeps writing until nothing is pending (shutdown); without it,
+        writes one batch and leaves what arrived meanwhile to the next debounce, so a
+        steady stream of edits gives one save per debounce, not back-to-back saves.
 
         Raises:
             Exception: the store's error, when ``retry`` is false.
@@ -156,6 +160,8 @@ class Saver:
                     self._first_change = time.monotonic()
                     self._wake.set()
                 await self._compact([j for j in journals if j.needs_compaction(self._limits)])
+                if not drain:
+                    return
 
     async def _compact(self, journals: list[Journal]) -> None:
         for journal in journals:

@@ -205,3 +205,27 @@ async def test_one_save_writes_every_busy_room_in_one_transaction() -> None:
             await peer.edit(push(i))
         await eventually(lambda: all(len(store.logs[name]) == 1 for name in rooms))
     assert calls[0] == sorted(rooms), calls
+
+
+class SlowStore(GatedStore):
+    """Each append takes 20 ms, like a commit on a loaded database."""
+
+    async def append(self, batches: Mapping[DocumentName, Sequence[StoredUpdate]]) -> None:
+        await asyncio.sleep(0.02)
+        await super().append(batches)
+
+
+async def test_steady_edits_give_one_save_per_debounce_not_back_to_back_saves() -> None:
+    store = SlowStore()
+    store.gate.set()
+    limits = Limits(save_debounce=0.05, save_max_delay=0.1)
+    async with Registry(store, LocalBus(), limits=limits) as registry, _stack() as stack:
+        peer = await ScriptedPeer(registry, NAME, TUTOR).start(stack)
+        started = asyncio.get_running_loop().time()
+        for i in range(40):  # 40 edits over ~0.4 s, never quiet for a whole debounce
+            await peer.edit(push(i))
+            await asyncio.sleep(0.01)
+        elapsed = asyncio.get_running_loop().time() - started
+        await eventually(lambda: len(store.logs[NAME]) == 40)
+    # At most one save per max-delay window (plus the first and the last).
+    assert store.attempts <= elapsed / limits.save_max_delay + 3, (store.attempts, elapsed)
