@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -77,12 +78,13 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         # Accepted first, then closed with a 44xx code: a refusal during the handshake
         # reaches the browser as 1006, which the stock client retries forever.
         log.warning("connection refused: %s", exc, extra={**fields, "code": exc.close_code})
-        await connection.send(bytes(PermissionDenied(str(exc))))
+        with contextlib.suppress(Disconnected):  # it may already have gone
+            await connection.send(bytes(PermissionDenied(str(exc))))
         await connection.close(exc.close_code, str(exc))
         return
     peer = claims.peer()
     class_name = class_document(document)
-    if class_name is None or peer.role in STAFF:
+    if class_name is None or peer.role in STAFF or peer.read_only:
         await serve(state.registry, connection, DocumentName(document), peer)
         return
     # A student's board writes are judged against the live classroom document, so it
@@ -90,5 +92,6 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     try:
         async with state.registry.hold(class_name):
             await serve(state.registry, connection, DocumentName(document), peer)
-    except CollabError as exc:
+    except CollabError as exc:  # the classroom document could not be loaded
+        log.warning("join refused: %s", exc, extra={**fields, "code": int(exc.close_code)})
         await connection.close(exc.close_code, str(exc))
