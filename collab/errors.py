@@ -62,6 +62,12 @@ class RateLimited(CollabError):
     close_code = CloseCode.POLICY_VIOLATION
 
 
+class DocumentTooLarge(CollabError):
+    """An update would take the document past ``max_document_bytes``; it is not applied."""
+
+    close_code = CloseCode.MESSAGE_TOO_BIG
+
+
 class SlowConsumer(CollabError):
     """A client's outbox filled up: it is closed and left to resync."""
 

@@ -19,6 +19,9 @@ class Limits:
     max_awareness_state_bytes: int = 16 * 1024
     max_awareness_ids_per_connection: int = 8
     max_rooms: int = 10_000
+    # Encoded size (snapshot + log since load) past which a document takes no more writes:
+    # far above a long lesson's board (a few MiB), far below what would exhaust a node.
+    max_document_bytes: int = 64 * 1024 * 1024
     max_clients_per_room: int = 500
     # Saves: wait for a quiet spell of ``save_debounce`` seconds, but never longer than
     # ``save_max_delay`` after the first unsaved change.

@@ -138,7 +138,13 @@ class Registry:
                 tail_bytes=loaded.tail_bytes,
             )
             room = Room(
-                name, doc, limits=self.limits, hooks=self._hooks, journal=journal, bus=self._bus
+                name,
+                doc,
+                limits=self.limits,
+                hooks=self._hooks,
+                journal=journal,
+                bus=self._bus,
+                size=len(loaded.snapshot or b"") + loaded.tail_bytes,
             )
             self._hooks.on_room_loaded(room)
         except Exception:

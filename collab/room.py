@@ -11,7 +11,7 @@ from pycrdt import Doc, TransactionEvent, UndoManager, merge_updates
 from . import metrics
 from .awareness import Entry, Presence, decode_entries, encode_entries
 from .client import Client
-from .errors import InvalidUpdate, RoomFull
+from .errors import DocumentTooLarge, InvalidUpdate, RoomFull
 from .journal import Journal
 from .limits import Limits
 from .ports import Bus, DocumentName, Hooks, Peer, Revert, Verdict
@@ -62,10 +62,14 @@ class Room:
         hooks: Hooks,
         journal: Journal,
         bus: Bus,
+        size: int = 0,
     ) -> None:
         self.name = name
         self.doc = doc
         self.journal = journal
+        # Bytes of every update integrated since the last load: an upper bound of the
+        # encoded document (merging only shrinks it), cheap to keep per update.
+        self.size = size
         self.clients: dict[int, Client] = {}
         self.presence = Presence(max_ids_per_owner=limits.max_awareness_ids_per_connection)
         self._limits = limits
@@ -139,6 +143,8 @@ class Room:
     def _apply_from(self, client: Client, update: bytes) -> None:
         if update == EMPTY_UPDATE:
             return
+        if self.size + len(update) > self._limits.max_document_bytes:
+            raise DocumentTooLarge(f"document would exceed {self._limits.max_document_bytes} bytes")
         verdict = self._hooks.judge_write(client.peer, self, update)
         if verdict is Verdict.REJECT:
             self._deny(client, "rejected")
@@ -188,6 +194,7 @@ class Room:
         update: bytes = event.update
         if update == EMPTY_UPDATE:
             return
+        self.size += len(update)
         origin = self._origin
         if origin is not BUS:
             author = origin.peer.user_id if isinstance(origin, Client) else None

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     messages_per_second: float = 300.0
     message_burst: int = 3000
     max_rooms: int = 10_000
+    max_document_bytes: int = 64 * 1024 * 1024
     unload_grace: float = 30.0
     save_debounce: float = 0.25
     save_max_delay: float = 2.0
@@ -55,6 +56,7 @@ class Settings(BaseSettings):
             messages_per_second=self.messages_per_second,
             message_burst=self.message_burst,
             max_rooms=self.max_rooms,
+            max_document_bytes=self.max_document_bytes,
             unload_grace=self.unload_grace,
             save_debounce=self.save_debounce,
             save_max_delay=self.save_max_delay,

@@ -271,3 +271,19 @@ def test_presence_table_stays_bounded_across_reconnects() -> None:
         assert presence.drop_owner(owner) == [Entry(i, 2, "null")]
     assert len(presence) == 0
     assert len(presence._entries) <= 256 + 1
+
+
+async def test_a_document_at_its_size_limit_takes_no_more_writes(
+    stack: AsyncExitStack, store: MemoryStore
+) -> None:
+    registry = await open_registry(stack, store, max_document_bytes=4000)
+    a = await ScriptedPeer(registry, "c1/board", TUTOR).start(stack)
+    b = await ScriptedPeer(registry, "c1/board", STUDENT).start(stack)
+    await a.edit(lambda d: d.get("m", type=Map).update({"small": "x" * 1000}))
+    await b.until(lambda: "small" in b.doc.get("m", type=Map).to_py())
+    before = registry.rooms[BOARD].doc.get_update()
+    await a.edit(lambda d: d.get("m", type=Map).update({"big": "x" * 5000}))
+    code, reason = await wait_for(a.closed)
+    assert code == CloseCode.MESSAGE_TOO_BIG
+    assert reason == "document would exceed 4000 bytes"
+    assert registry.rooms[BOARD].doc.get_update() == before
