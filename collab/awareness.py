@@ -9,6 +9,7 @@ goodbye, produces the removal message its peers need at once (not 30 s later).
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -81,25 +82,36 @@ class Presence:
     ``owner`` is any hashable token for a connection. Not thread-safe; lives on the loop.
     """
 
-    def __init__(self, *, max_ids_per_owner: int = 8) -> None:
+    def __init__(self, *, max_ids_per_owner: int = 8, id_grace: float = 120.0) -> None:
         self._entries: dict[int, Entry] = {}
         self._owner_of: dict[int, object] = {}
+        self._user_of: dict[int, str] = {}
+        # Ids whose connection left: (user, until). Only that user may take them back
+        # before ``until``, so a reconnecting client (the stock one reuses its id) cannot
+        # be impersonated, nor its clock poisoned, by whoever claims the id first.
+        self._reserved: dict[int, tuple[str, float]] = {}
         self._max_ids_per_owner = max_ids_per_owner
+        self._id_grace = id_grace
 
     def __len__(self) -> int:
         return sum(1 for e in self._entries.values() if not e.removed)
 
-    def apply(self, owner: object, entries: list[Entry]) -> list[Entry]:
-        """Applies entries sent by ``owner``; returns those accepted, to relay to everyone.
+    def apply(
+        self, owner: object, entries: list[Entry], *, user: str = "", now: float | None = None
+    ) -> list[Entry]:
+        """Applies entries sent by ``owner`` (a connection of ``user``); returns those
+        accepted, to relay to everyone.
 
         An entry is accepted when its clock is newer (or equal, for a removal), as in Yjs,
-        and the client id is unowned or owned by ``owner``. A connection may claim at most
-        ``max_ids_per_owner`` ids.
+        and the client id is unowned or owned by ``owner`` and not reserved for another
+        user. A connection may claim at most ``max_ids_per_owner`` ids.
         """
         accepted = []
         for entry in entries:
             holder = self._owner_of.get(entry.client_id)
             if holder is not None and holder is not owner:
+                continue
+            if holder is None and not self._may_claim(entry.client_id, user, now):
                 continue
             if (
                 holder is None
@@ -118,14 +130,28 @@ class Presence:
                 self._owner_of.pop(entry.client_id, None)
             else:
                 self._owner_of[entry.client_id] = owner
+                self._user_of[entry.client_id] = user
             accepted.append(entry)
         return accepted
 
-    def drop_owner(self, owner: object) -> list[Entry]:
-        """Removes every state ``owner`` controlled; returns the removal entries to broadcast."""
+    def _may_claim(self, client_id: int, user: str, now: float | None) -> bool:
+        reserved = self._reserved.get(client_id)
+        if reserved is None:
+            return True
+        holder, until = reserved
+        if holder == user or (now if now is not None else time.monotonic()) >= until:
+            del self._reserved[client_id]
+            return True
+        return False
+
+    def drop_owner(self, owner: object, *, now: float | None = None) -> list[Entry]:
+        """Removes every state ``owner`` controlled; returns the removal entries to broadcast.
+        The ids stay reserved for their user for the grace period."""
         removals = []
+        until = (now if now is not None else time.monotonic()) + self._id_grace
         for client_id in [cid for cid, o in self._owner_of.items() if o is owner]:
             del self._owner_of[client_id]
+            self._reserved[client_id] = (self._user_of.pop(client_id, ""), until)
             current = self._entries[client_id]
             removal = Entry(client_id, current.clock + 1, NULL_STATE)
             self._entries[client_id] = removal
@@ -140,6 +166,9 @@ class Presence:
         live = len(self)
         if len(self._entries) > 4 * live + 256:
             self._entries = {cid: e for cid, e in self._entries.items() if not e.removed}
+        if len(self._reserved) > 4 * live + 256:
+            now = time.monotonic()
+            self._reserved = {c: r for c, r in self._reserved.items() if r[1] > now}
 
     def snapshot(self) -> list[Entry]:
         """Every present (non-removed) state, for a late joiner or a query."""

@@ -28,19 +28,26 @@ class Client:
         "_failure",
         "_finished",
         "_limit",
+        "_limit_bytes",
         "_queue",
+        "_queued_bytes",
         "_sending",
+        "_sync_reply",
         "_wake",
         "denied_notified",
         "id",
         "peer",
     )
 
-    def __init__(self, peer: Peer, *, outbox_limit: int) -> None:
+    def __init__(self, peer: Peer, *, outbox_limit: int, outbox_bytes: int = 1 << 62) -> None:
         self.id = next(_ids)
         self.peer = peer
         self._queue: deque[bytes] = deque()
         self._limit = outbox_limit
+        self._limit_bytes = outbox_bytes
+        self._queued_bytes = 0
+        # The queued full-state reply (SyncStep2), if any: at most one per client.
+        self._sync_reply: bytes | None = None
         self._wake = asyncio.Event()
         self._failure: CollabError | None = None
         self._failed = asyncio.Event()
@@ -52,23 +59,39 @@ class Client:
     def __repr__(self) -> str:
         return f"Client(id={self.id}, user={self.peer.user_id!r})"
 
-    def send(self, message: bytes) -> bool:
+    @property
+    def sync_reply_pending(self) -> bool:
+        """A full-state reply waits in the outbox."""
+        return self._sync_reply is not None
+
+    def send(self, message: bytes, *, sync_reply: bool = False) -> bool:
         """Sends or queues a frame; ``False`` (and the client fails) if the outbox is full.
 
         When nothing is queued or in flight and the transport can take the frame at once,
         it is written right here: no task wake-up, no await chain. Otherwise it waits in
-        the outbox for :meth:`pump`, so frames always leave in order.
+        the outbox for :meth:`pump`, so frames always leave in order. The outbox is bounded
+        in messages and in bytes; one message larger than the byte bound still fits an
+        empty outbox (a large board's first sync must get through).
         """
         if self._failure is not None or self._finished:
             return False
         direct = self._direct
         if direct is not None and not self._queue and not self._sending and direct(message):
             return True
-        if len(self._queue) >= self._limit:
+        if len(self._queue) >= self._limit or (
+            self._queue and self._queued_bytes + len(message) > self._limit_bytes
+        ):
             metrics.OUTBOX_DROPS.inc()
-            self.fail(SlowConsumer(f"outbox full ({self._limit} messages)"))
+            self.fail(
+                SlowConsumer(
+                    f"outbox full ({len(self._queue)} messages, {self._queued_bytes} bytes)"
+                )
+            )
             return False
         self._queue.append(message)
+        self._queued_bytes += len(message)
+        if sync_reply:
+            self._sync_reply = message
         self._wake.set()
         return True
 
@@ -77,6 +100,8 @@ class Client:
         if self._failure is None:
             self._failure = error
             self._queue.clear()
+            self._queued_bytes = 0
+            self._sync_reply = None
             self._wake.set()
             self._failed.set()
 
@@ -108,8 +133,12 @@ class Client:
                 if self._failure is not None:
                     raise self._failure
                 self._sending = True
+                message = queue.popleft()
+                self._queued_bytes -= len(message)
+                if message is self._sync_reply:
+                    self._sync_reply = None
                 try:
-                    await connection.send(queue.popleft())
+                    await connection.send(message)
                 finally:
                     self._sending = False
             if self._failure is not None:

@@ -13,11 +13,24 @@ class Limits:
     max_message_bytes: int = 16 * 1024 * 1024
     # Frames queued for one client before it counts as too slow and is closed with 1013.
     outbox_messages: int = 1024
+    # ... and bytes queued for one client (one larger message still fits an empty outbox).
+    outbox_bytes: int = 8 * 1024 * 1024
     # Sustained messages per second per connection, and the burst allowed on top.
     messages_per_second: float = 300.0
     message_burst: int = 3000
-    max_awareness_state_bytes: int = 16 * 1024
+    # A SyncStep1 costs the server a full-state encode: a tight budget of its own.
+    sync_requests_per_second: float = 0.5
+    sync_request_burst: int = 8
+    # Presence: a roster entry or cursor is ~100 bytes; states beyond this are abuse.
+    max_awareness_state_bytes: int = 4 * 1024
     max_awareness_ids_per_connection: int = 8
+    # Awareness bytes per second per *user* (shared by the user's connections, so a
+    # flooder closed for it does not come back at full rate), and the burst on top.
+    awareness_bytes_per_second: float = 32 * 1024
+    awareness_byte_burst: int = 128 * 1024
+    # An awareness id stays bound to the user who last held it this long after they leave,
+    # so nobody can take over a reconnecting user's cursor or poison its clock.
+    awareness_id_grace: float = 120.0
     max_rooms: int = 10_000
     # Encoded size (snapshot + log since load) past which a document takes no more writes:
     # far above a long lesson's board (a few MiB), far below what would exhaust a node.

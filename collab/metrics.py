@@ -21,3 +21,14 @@ SAVE_LATENCY = Histogram(
 SAVE_FAILURES = Counter("inkroom_save_failures_total", "Failed store appends (retried)")
 COMPACTIONS = Counter("inkroom_compactions_total", "Snapshots written by compaction")
 LOAD_LATENCY = Histogram("inkroom_load_seconds", "Time to load a document from the store")
+REFUSED_WRITES = Counter(
+    "inkroom_refused_writes_total",
+    "Updates refused as a whole (pending structs or deletes, forged client ids)",
+    ["reason"],
+)
+DOCUMENT_SAVE_FAILURES = Counter(
+    "inkroom_document_save_failures_total", "Failed saves of one document, after isolating it"
+)
+FAILING_DOCUMENTS = Gauge(
+    "inkroom_failing_documents", "Documents whose saves or loads keep failing on this node"
+)

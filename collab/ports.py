@@ -120,10 +120,26 @@ class Verdict(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Revert:
-    """Apply, then undo within ``scopes`` (root types of the room's document)."""
+class Sanitized:
+    """Apply ``update`` (the incoming one with the parts the peer may not write removed)
+    instead of what the peer sent, and send ``retract`` (if any) back to the peer alone so
+    its own view drops what the server did not take. Nothing removed is ever broadcast,
+    stored or counted toward the document's size."""
 
-    scopes: Sequence[Any]
+    update: bytes
+    retract: bytes | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Apply nothing: the update is dangerous as a whole (it would leave pending structs
+    or deletes in the document, or writes under another user's client id)."""
+
+    reason: str
+
+
+Judgement = Verdict | Sanitized | Refused
 
 
 BusHandler = Callable[[bytes], None]
@@ -153,15 +169,27 @@ class Bus(Protocol):
 class Hooks(Protocol):
     """Policy that lives outside the core: who may write, and reactions to room lifecycle."""
 
-    def judge_write(self, peer: Peer, room: Room, update: bytes) -> Verdict | Revert:
+    def judge_write(self, peer: Peer, room: Room, update: bytes) -> Judgement:
         """Called for each incoming update, before it is applied.
 
-        ``ALLOW`` applies it; ``REJECT`` drops it (the document never changes; right for a
-        peer none of whose writes will ever be accepted, such as an observer); a
-        :class:`Revert` applies it and undoes it at once within the given root types, so
-        the document's content is unchanged but the peer's later updates, which build on
-        this one, still integrate. Runs on the loop for every update: keep it cheap.
+        ``ALLOW`` applies it; ``REJECT`` drops it (right for a peer none of whose writes
+        will ever be accepted, such as an observer); :class:`Sanitized` applies a cleaned
+        copy; :class:`Refused` drops a dangerous update. Runs on the loop for every
+        update: its cost must not grow with the document.
+
+        Raises:
+            InvalidUpdate: the update does not parse.
         """
+        ...
+
+    def detailed_index(self, name: DocumentName) -> bool:
+        """Whether the room's :class:`~collab.index.DocumentIndex` records map keys and
+        depth (a policy reads them), or only roots."""
+        ...
+
+    def stamp_presence(self, peer: Peer, room: Room, state: dict[str, Any]) -> dict[str, Any]:
+        """The awareness state to relay for ``peer``: fields that name the user come from
+        the server's idea of who the peer is, never from the client."""
         ...
 
     def on_room_loaded(self, room: Room) -> None:
@@ -176,8 +204,14 @@ class Hooks(Protocol):
 class DefaultHooks:
     """Writes allowed unless the peer is read-only; no lifecycle reactions."""
 
-    def judge_write(self, peer: Peer, room: Room, update: bytes) -> Verdict | Revert:
+    def judge_write(self, peer: Peer, room: Room, update: bytes) -> Judgement:
         return Verdict.REJECT if peer.read_only else Verdict.ALLOW
+
+    def detailed_index(self, name: DocumentName) -> bool:
+        return False
+
+    def stamp_presence(self, peer: Peer, room: Room, state: dict[str, Any]) -> dict[str, Any]:
+        return state
 
     def on_room_loaded(self, room: Room) -> None:
         return None

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from . import metrics
+from .budgets import UserBudgets
 from .errors import NodeFull, RoomUnavailable
 from .journal import Journal, Saver
 from .limits import Limits
@@ -45,6 +46,9 @@ class Registry:
         # When each room's last user (connection or hold) let go; absent while in use.
         self._idle_since: dict[DocumentName, float] = {}
         self._saver = Saver(store, self.limits)
+        self.awareness_budgets = UserBudgets(
+            self.limits.awareness_bytes_per_second, self.limits.awareness_byte_burst
+        )
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False

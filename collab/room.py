@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections.abc import Sequence
 from typing import Any, Final
 
-from pycrdt import Doc, TransactionEvent, UndoManager, merge_updates
+from pycrdt import Doc, TransactionEvent, merge_updates
 
 from . import metrics
 from .awareness import Entry, Presence, decode_entries, encode_entries
 from .client import Client
 from .errors import DocumentTooLarge, InvalidUpdate, RoomFull
+from .index import DocumentIndex
 from .journal import Journal
 from .limits import Limits
-from .ports import Bus, DocumentName, Hooks, Peer, Revert, Verdict
+from .ports import Bus, DocumentName, Hooks, Peer, Refused, Sanitized, Verdict
 from .protocol import (
     EMPTY_UPDATE,
     AwarenessMessage,
@@ -26,6 +29,7 @@ from .protocol import (
     decode,
     encode_update,
 )
+from .updates import decode_state_vector, parse
 
 log = logging.getLogger("inkroom.collab.room")
 
@@ -63,15 +67,23 @@ class Room:
         journal: Journal,
         bus: Bus,
         size: int = 0,
+        authored: Sequence[tuple[bytes, str | None]] = (),
     ) -> None:
         self.name = name
         self.doc = doc
         self.journal = journal
+        # Who wrote under each client id, how far each clock reaches and (for documents a
+        # policy reads in detail) where each item hangs: judged writes consult it instead
+        # of copying the document.
+        self.index = _build_index(doc, hooks.detailed_index(name), authored)
         # Bytes of every update integrated since the last load: an upper bound of the
         # encoded document (merging only shrinks it), cheap to keep per update.
         self.size = size
         self.clients: dict[int, Client] = {}
-        self.presence = Presence(max_ids_per_owner=limits.max_awareness_ids_per_connection)
+        self.presence = Presence(
+            max_ids_per_owner=limits.max_awareness_ids_per_connection,
+            id_grace=limits.awareness_id_grace,
+        )
         self._limits = limits
         self._hooks = hooks
         self._loop = asyncio.get_running_loop()
@@ -94,7 +106,11 @@ class Room:
         """
         if len(self.clients) >= self._limits.max_clients_per_room:
             raise RoomFull(f"room holds {self._limits.max_clients_per_room} clients")
-        client = Client(peer, outbox_limit=self._limits.outbox_messages)
+        client = Client(
+            peer,
+            outbox_limit=self._limits.outbox_messages,
+            outbox_bytes=self._limits.outbox_bytes,
+        )
         self.clients[client.id] = client
         client.send(bytes(SyncStep1(self.doc.get_state())))
         present = self.presence.snapshot()
@@ -127,33 +143,52 @@ class Room:
             entries = decode_entries(
                 message.payload, max_state_bytes=self._limits.max_awareness_state_bytes
             )
-            accepted = self.presence.apply(client, entries)
+            entries = [self._stamp(client, e) for e in entries]
+            accepted = self.presence.apply(client, entries, user=client.peer.user_id)
             if accepted:
                 self._broadcast_awareness(accepted)
         elif isinstance(message, SyncStep1):
+            if client.sync_reply_pending:
+                # A reply to an earlier SyncStep1 is still queued: it holds everything this
+                # one would (later changes follow it as updates), so it answers both. One
+                # full-state reply per client at a time bounds what a non-reader can pin.
+                return
             try:
                 update = self.doc.get_update(message.state_vector)
             except ValueError as exc:
                 raise InvalidUpdate("corrupt state vector") from exc
-            client.send(bytes(SyncStep2(update)))
+            client.send(bytes(SyncStep2(update)), sync_reply=True)
         elif isinstance(message, QueryAwareness):
             client.send(bytes(AwarenessMessage(encode_entries(self.presence.snapshot()))))
         # PermissionDenied from a client carries nothing the server acts on.
 
+    def _stamp(self, client: Client, entry: Entry) -> Entry:
+        if entry.removed:
+            return entry
+        state = json.loads(entry.state)  # decode_entries checked it is a JSON object
+        stamped = self._hooks.stamp_presence(client.peer, self, state)
+        if stamped is state:
+            return entry
+        return Entry(entry.client_id, entry.clock, json.dumps(stamped, separators=(",", ":")))
+
     def _apply_from(self, client: Client, update: bytes) -> None:
         if update == EMPTY_UPDATE:
             return
-        if self.size + len(update) > self._limits.max_document_bytes:
-            raise DocumentTooLarge(f"document would exceed {self._limits.max_document_bytes} bytes")
         verdict = self._hooks.judge_write(client.peer, self, update)
+        retract: bytes | None = None
         if verdict is Verdict.REJECT:
             self._deny(client, "rejected")
             return
+        if isinstance(verdict, Refused):
+            metrics.REFUSED_WRITES.labels(verdict.reason).inc()
+            self._deny(client, f"refused ({verdict.reason})")
+            return
+        if isinstance(verdict, Sanitized):
+            update, retract = verdict.update, verdict.retract
+        # Counted after judging: what the policy removed never fills the document.
+        if self.size + len(update) > self._limits.max_document_bytes:
+            raise DocumentTooLarge(f"document would exceed {self._limits.max_document_bytes} bytes")
         metrics.UPDATES_IN.inc()
-        undo: UndoManager | None = None
-        if isinstance(verdict, Revert):
-            undo = UndoManager(scopes=list(verdict.scopes), capture_timeout_millis=0)
-            undo.include_origin(client.id)
         self._origin = client
         try:
             with self.doc.transaction(origin=client.id):
@@ -162,11 +197,11 @@ class Room:
             raise InvalidUpdate(f"corrupt update: {exc}") from exc
         finally:
             self._origin = SERVER
-        if undo is not None:
-            # The undo is the server's own change: it goes to everyone, the sender too,
-            # whose view drops what it was not allowed to write.
-            undo.undo()
-            self._deny(client, "reverted")
+        if isinstance(verdict, Sanitized):
+            if retract is not None:
+                # Only to the sender: its view drops what the server did not take.
+                client.send(encode_update(retract))
+            self._deny(client, f"sanitized ({verdict.reason})")
 
     def _deny(self, client: Client, outcome: str) -> None:
         metrics.REJECTED_WRITES.inc()
@@ -196,8 +231,12 @@ class Room:
             return
         self.size += len(update)
         origin = self._origin
+        author = origin.peer.user_id if isinstance(origin, Client) else None
+        try:
+            self.index.integrate(parse(update), author)
+        except InvalidUpdate:  # yrs wrote it; a parse failure here is our bug, not input
+            log.exception("index could not read an applied update", extra={"document": self.name})
         if origin is not BUS:
-            author = origin.peer.user_id if isinstance(origin, Client) else None
             self.journal.record(update, author)
             self._bus.publish(update)
         self._outgoing.append((origin, update))
@@ -245,3 +284,25 @@ class Room:
         self.doc.unobserve(self._subscription)
         for client in list(self.clients.values()):
             client.finish()
+
+
+def _build_index(
+    doc: Doc[Any], detailed: bool, authored: Sequence[tuple[bytes, str | None]]
+) -> DocumentIndex:
+    """The index of a freshly loaded document: places from its full state (only where a
+    policy reads them), owners from the authored log entries still in the tail."""
+    index = DocumentIndex(places=detailed)
+    if detailed:
+        index.integrate(parse(doc.get_update()), None)
+    else:
+        index.sv = decode_state_vector(doc.get_state())
+    for data, author in authored:
+        if author is None:
+            continue
+        try:
+            clients = {client for client, _, _ in parse(data).groups}
+        except InvalidUpdate:
+            continue
+        for client in clients:
+            index.owners.setdefault(client, author)
+    return index

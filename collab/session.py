@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from . import metrics
+from .budgets import TokenBucket
 from .client import Client
 from .errors import CloseCode, CollabError, MessageTooBig, RateLimited
 from .limits import Limits
@@ -15,27 +15,6 @@ from .registry import Registry
 from .room import Room
 
 log = logging.getLogger("inkroom.collab.session")
-
-
-class TokenBucket:
-    """Allows ``rate`` events per second on average, with bursts up to ``burst``."""
-
-    __slots__ = ("_burst", "_rate", "_stamp", "_tokens")
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self._rate = rate
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._stamp = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-        self._stamp = now
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
 
 
 async def serve(registry: Registry, connection: Connection, name: DocumentName, peer: Peer) -> None:
@@ -63,7 +42,15 @@ async def serve(registry: Registry, connection: Connection, name: DocumentName, 
     # Three owned tasks; whichever ends first ends the connection. Not a TaskGroup: on
     # Python 3.11 a TaskGroup whose child failed can swallow the caller's cancellation.
     tasks = [
-        asyncio.create_task(_read(registry.limits, room, client, connection)),
+        asyncio.create_task(
+            _read(
+                registry.limits,
+                room,
+                client,
+                connection,
+                registry.awareness_budgets.get(peer.user_id),
+            )
+        ),
         asyncio.create_task(client.watch()),
         asyncio.create_task(client.pump(connection)),
     ]
@@ -102,8 +89,11 @@ def _close_for(tasks: list[asyncio.Task[None]], fields: dict[str, str]) -> tuple
     return CloseCode.NORMAL, ""
 
 
-async def _read(limits: Limits, room: Room, client: Client, connection: Connection) -> None:
+async def _read(
+    limits: Limits, room: Room, client: Client, connection: Connection, presence: TokenBucket
+) -> None:
     bucket = TokenBucket(limits.messages_per_second, limits.message_burst)
+    syncs = TokenBucket(limits.sync_requests_per_second, limits.sync_request_burst)
     max_bytes = limits.max_message_bytes
     while True:
         frame = await connection.receive()
@@ -112,4 +102,13 @@ async def _read(limits: Limits, room: Room, client: Client, connection: Connecti
             raise MessageTooBig(f"message of {len(frame)} bytes exceeds {max_bytes}")
         if not bucket.take():
             raise RateLimited(f"more than {limits.messages_per_second:g} messages/s")
+        kind = frame[:1]
+        if kind == _AWARENESS and not presence.take(len(frame)):
+            raise RateLimited(f"more than {limits.awareness_bytes_per_second:g} presence bytes/s")
+        if kind == _SYNC and frame[1:2] == b"\x00" and not syncs.take():
+            raise RateLimited(f"more than {limits.sync_requests_per_second:g} sync requests/s")
         room.receive(client, frame)
+
+
+_SYNC = b"\x00"
+_AWARENESS = b"\x01"

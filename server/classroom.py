@@ -7,18 +7,33 @@ each decision reads the live document, so it can never disagree with what client
 
 Document layout: root ``Y.Map state`` (``boardLocked``, ``followMe``, ...), root
 ``Y.Map hands`` (user id -> timestamp), root ``Y.Array chat`` of ``{id, userId, name,
-text, ts}``. The board is ``{C}/board``.
+text, ts}``. The board is ``{C}/board`` with roots ``shapes`` and ``pages``.
+
+A student's write is judged by what it *is* (:mod:`collab.updates`), before it is
+applied, at a cost that depends on the update and never on the document:
+
+* refused as a whole when it would leave pending structs or pending deletes in the
+  document (a gap in a client's clock, an origin or parent that does not exist, a delete
+  range beyond what exists) or writes under a client id another user owns;
+* otherwise every new item the student may not write is replaced by a ``GC`` range
+  (the student's clock stays contiguous, nothing appears anywhere, nothing is counted),
+  and deletes the student may not make are dropped. The student alone is sent the
+  deletion of its refused items, so its own view drops them as well.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Iterator
 from typing import Any
 
-from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent
+from pycrdt import Doc, Map
 
-from collab.ports import DocumentName, Peer, Revert, Verdict
+from collab.index import DocumentIndex, Place
+from collab.ports import DocumentName, Judgement, Peer, Refused, Sanitized, Verdict
 from collab.room import Room
+from collab.updates import ANY, DELETED, GC, ID, SKIP, Struct, Update, deletion, parse, rewrite
 
 from .auth import Role
 
@@ -27,8 +42,10 @@ log = logging.getLogger("inkroom.server.classroom")
 CLASS_SUFFIX = "/class"
 BOARD_SUFFIX = "/board"
 STAFF = {Role.TUTOR.value, Role.ADMIN.value}
-BOARD_ROOTS: dict[str, type[Map[Any]]] = {"shapes": Map, "pages": Map}
-CLASS_ROOTS: dict[str, type[Map[Any] | Array[Any]]] = {"state": Map, "hands": Map, "chat": Array}
+BOARD_ROOTS = frozenset({"shapes", "pages"})
+CLASS_ROOTS = frozenset({"state", "hands", "chat"})
+MAX_CHAT_TEXT = 2000
+MAX_CHAT_FIELD = 200
 
 
 def class_document(board: str) -> DocumentName | None:
@@ -38,56 +55,209 @@ def class_document(board: str) -> DocumentName | None:
     return None
 
 
+def classroom_documents(classroom: str) -> frozenset[str]:
+    """The documents a classroom has for students and observers: they can open these and
+    no others, so they can never bring a new document into existence."""
+    return frozenset({classroom + BOARD_SUFFIX, classroom + CLASS_SUFFIX})
+
+
 def board_locked(class_doc: Doc[Any]) -> bool:
     state = class_doc.get("state", type=Map)
     return state.get("boardLocked") is True
 
 
-def student_change_allowed(current: Doc[Any], update: bytes, user_id: str) -> bool:
-    """Whether a non-staff update to a classroom document touches only what students may.
+def display_name(peer: Peer) -> str:
+    """The name the server shows for a peer (the web client uses the same rule)."""
+    return peer.name or peer.user_id
 
-    Applied to a scratch copy (the classroom document is small), observing what changes:
-    nothing in ``state``; in ``hands`` only the sender's own key; in ``chat`` only inserted
-    messages signed with the sender's id; no other root.
-    """
-    scratch: Doc[Any] = Doc()
-    scratch.apply_update(current.get_update())
-    roots = {
-        "state": scratch.get("state", type=Map),
-        "hands": scratch.get("hands", type=Map),
-        "chat": scratch.get("chat", type=Array),
-    }
-    before = set(scratch.keys())
-    verdict = {"ok": True}
 
-    def deny(_: object) -> None:
-        verdict["ok"] = False
+class _Structure:
+    """The structural checks every non-staff write must pass, and what it adds."""
 
-    def check_hands(event: MapEvent) -> None:
-        keys: dict[str, Any] = getattr(event, "keys", {})  # a slot pycrdt does not type
-        if set(keys) - {user_id}:
-            verdict["ok"] = False
+    def __init__(self, update: Update, index: DocumentIndex, user: str) -> None:
+        self.update = update
+        self.index = index
+        self.new: list[Struct] = []
+        self.known: dict[int, int] = {}
+        self.refusal: str | None = self._check(user)
 
-    def check_chat(event: ArrayEvent) -> None:
-        delta: list[dict[str, Any]] = getattr(event, "delta", [])
-        for op in delta:
-            if "delete" in op:
-                verdict["ok"] = False
-            for item in op.get("insert", []):
-                if not isinstance(item, dict) or item.get("userId") != user_id:
-                    verdict["ok"] = False
+    def _check(self, user: str) -> str | None:
+        sv = self.index.sv
+        for client, _, group in self.update.groups:
+            have = sv.get(client, 0)
+            end = have
+            for s in group:
+                if s.ref == SKIP:
+                    continue
+                if s.clock > end:
+                    return "pending-structs"
+                s_end = s.clock + s.length
+                if s_end > have:
+                    self.new.append(s)
+                end = max(end, s_end)
+            if end > have:
+                owner = self.index.owners.get(client)
+                if owner is not None and owner != user:
+                    return "foreign-client-id"
+                self.known[client] = end
+        for s in self.new:
+            for dep in (s.origin, s.right_origin, s.parent_item):
+                if dep is not None and not self.exists(dep):
+                    return "pending-structs"
+        for client, ranges in self.update.deletes.items():
+            limit = self.known.get(client, sv.get(client, 0))
+            for clock, length in ranges:
+                if clock + length > limit:
+                    return "pending-deletes"
+        return None
 
-    # The scratch document is dropped afterwards, and its subscriptions with it.
-    roots["state"].observe_deep(deny)
-    roots["hands"].observe(check_hands)
-    roots["chat"].observe(check_chat)
-    try:
-        scratch.apply_update(update)
-    except ValueError:
-        return True  # corrupt: the room rejects it with its own error and close code
-    if set(scratch.keys()) - before - set(roots):
+    def exists(self, item: ID) -> bool:
+        client, clock = item
+        return clock < self.known.get(client, self.index.sv.get(client, 0))
+
+
+def _retract(gc: list[Struct]) -> bytes | None:
+    """The deletion the sender is sent for its refused items."""
+    if not gc:
+        return None
+    ranges: dict[int, list[tuple[int, int]]] = {}
+    for s in gc:
+        if s.ref != GC:
+            ranges.setdefault(s.client, []).append((s.clock, s.length))
+    return deletion(ranges) if ranges else None
+
+
+def _verdict(
+    check: _Structure,
+    gc: list[Struct],
+    deletes: dict[int, list[tuple[int, int]]],
+    tombstones: frozenset[ID] = frozenset(),
+) -> Judgement:
+    """``gc`` are refused items; those whose key is in ``tombstones`` stay in place as
+    deleted items (array elements that later inserts may use as their origin: a ``GC``
+    there would make the sender's next message vanish too); the rest become ``GC``."""
+    update = check.update
+    if not gc and deletes == update.deletes:
+        return Verdict.ALLOW
+    keys = {(s.client, s.clock) for s in gc}
+    cleaned = rewrite(update, keys - tombstones, deletes, keys & tombstones)
+    retract = _retract(gc)
+    return Sanitized(cleaned, retract, "forbidden items" if gc else "forbidden deletes")
+
+
+def judge_board(update: Update, index: DocumentIndex, user: str, locked: bool) -> Judgement:
+    """A student's write to a board: nothing while it is locked; only the board's roots."""
+    check = _Structure(update, index, user)
+    if check.refusal is not None:
+        return Refused(check.refusal)
+    if locked:
+        gc = [s for s in check.new if s.ref != GC]
+        return _verdict(check, gc, {})
+    gc = [s for s in check.new if s.parent_root is not None and s.parent_root not in BOARD_ROOTS]
+    return _verdict(check, gc, update.deletes)
+
+
+def _chat_message_ok(value: Any, user: str, name: str) -> bool:
+    if not isinstance(value, dict) or value.get("userId") != user:
         return False
-    return verdict["ok"]
+    if value.get("name", name) != name:
+        return False
+    text = value.get("text", "")
+    if not isinstance(text, str) or len(text) > MAX_CHAT_TEXT:
+        return False
+    return all(
+        isinstance(v, str | int | float | bool)
+        and (not isinstance(v, str) or len(v) <= MAX_CHAT_FIELD)
+        for k, v in value.items()
+        if k != "text"
+    )
+
+
+def _hand_ok(values: list[Any] | None) -> bool:
+    if values is None or len(values) != 1:
+        return False
+    v = values[0]
+    return v is None or (
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    )
+
+
+def _class_item_ok(s: Struct, place: Place | None, user: str, name: str) -> bool:
+    if s.ref == GC:
+        return True
+    if place is None:
+        return False
+    root, key, depth = place
+    if depth != 1:
+        return False
+    if root == "hands":
+        return key == user and (s.ref == DELETED or (s.ref == ANY and _hand_ok(s.values)))
+    if root == "chat":
+        return key is None and (
+            s.ref == DELETED
+            or (s.ref == ANY and all(_chat_message_ok(v, user, name) for v in s.values or []))
+        )
+    return False
+
+
+def _own_hand_ranges(
+    index: DocumentIndex,
+    client: int,
+    clock: int,
+    end: int,
+    local: dict[ID, Place | None],
+    new: list[Struct],
+    user: str,
+) -> Iterator[tuple[int, int]]:
+    """The parts of a delete range that hit the user's own hand (their earlier values)."""
+    mine: Place = ("hands", user, 1)
+    for start, stop, place in index.spans(client, clock, end):
+        if place == mine:
+            yield start, stop - start
+    for s in new:
+        overlaps = s.client == client and s.clock < end and s.clock + s.length > clock
+        if overlaps and local.get((s.client, s.clock)) == mine:
+            lo, hi = max(clock, s.clock), min(end, s.clock + s.length)
+            yield lo, hi - lo
+
+
+def judge_class(update: Update, index: DocumentIndex, peer: Peer) -> Judgement:
+    """A student's write to the classroom document: their own hand, their own messages."""
+    user, name = peer.user_id, display_name(peer)
+    check = _Structure(update, index, user)
+    if check.refusal is not None:
+        return Refused(check.refusal)
+    places = index.resolve(update)
+    gc = [
+        s for s in check.new if not _class_item_ok(s, places.get((s.client, s.clock)), user, name)
+    ]
+    # A refused chat line stays a deleted array element: the sender's next line is
+    # inserted after it.
+    tombstones = frozenset(
+        (s.client, s.clock)
+        for s in gc
+        if places.get((s.client, s.clock)) in _ARRAY_ROOTS and s.parent_sub is None
+    )
+    deletes: dict[int, list[tuple[int, int]]] = {}
+    for client, ranges in update.deletes.items():
+        kept = [
+            part
+            for clock, length in ranges
+            for part in _own_hand_ranges(
+                index, client, clock, clock + length, places, check.new, user
+            )
+        ]
+        if kept:
+            deletes[client] = kept
+    return _verdict(check, gc, deletes, tombstones)
+
+
+_ARRAY_ROOTS = frozenset({("chat", None, 1)})
+
+
+def judge_other(update: Update, index: DocumentIndex, user: str) -> Judgement:
+    check = _Structure(update, index, user)
+    return Refused(check.refusal) if check.refusal is not None else Verdict.ALLOW
 
 
 class ClassroomHooks:
@@ -100,28 +270,38 @@ class ClassroomHooks:
     def __init__(self) -> None:
         self._rooms: dict[DocumentName, Room] = {}
 
-    def judge_write(self, peer: Peer, room: Room, update: bytes) -> Verdict | Revert:
+    def judge_write(self, peer: Peer, room: Room, update: bytes) -> Judgement:
         if peer.read_only:
             return Verdict.REJECT
         if peer.role in STAFF:
             return Verdict.ALLOW
-        doc = room.doc
+        parsed = parse(update)
         if room.name.endswith(CLASS_SUFFIX):
-            if student_change_allowed(doc, update, peer.user_id):
-                return Verdict.ALLOW
-            return Revert([doc.get(n, type=t) for n, t in CLASS_ROOTS.items()])
+            return judge_class(parsed, room.index, peer)
         class_name = class_document(room.name)
         if class_name is None:
-            return Verdict.ALLOW
+            return judge_other(parsed, room.index, peer.user_id)
         class_room = self._rooms.get(class_name)
-        if class_room is not None and not board_locked(class_room.doc):
-            return Verdict.ALLOW
         if class_room is None:
             # Fail closed: the route holds the classroom document open for students.
             log.warning("classroom document not loaded", extra={"document": room.name})
-        # Reverted rather than dropped: the student's next strokes build on this update
-        # (Yjs clocks are per client), and a dropped one would leave them stuck pending.
-        return Revert([doc.get(n, type=t) for n, t in BOARD_ROOTS.items()])
+        locked = class_room is None or board_locked(class_room.doc)
+        return judge_board(parsed, room.index, peer.user_id, locked)
+
+    def detailed_index(self, name: DocumentName) -> bool:
+        return name.endswith(CLASS_SUFFIX)
+
+    def stamp_presence(self, peer: Peer, room: Room, state: dict[str, Any]) -> dict[str, Any]:
+        # The web client's fields: u (user id), n (name), r (role) on the classroom
+        # document's roster entry; u on a board cursor. The server writes them.
+        if room.name.endswith(CLASS_SUFFIX):
+            return {**state, "u": peer.user_id, "n": display_name(peer), "r": peer.role}
+        if "u" in state or "n" in state or "r" in state:
+            stamped = {**state, "u": peer.user_id}
+            stamped.pop("n", None)
+            stamped.pop("r", None)
+            return stamped
+        return state
 
     def on_room_loaded(self, room: Room) -> None:
         if room.name.endswith(CLASS_SUFFIX):

@@ -94,9 +94,10 @@ async def test_students_cannot_write_classroom_state_or_others_hands(server: str
         await bo.edit(
             lambda d: d.get("chat", type=Array).append({"id": "1", "userId": "tutor", "text": "x"})
         )
-        # Reverted for the sender too, and what it writes next still integrates.
+        # Retracted for the sender too, and what it writes next still integrates. (The
+        # delete of cy's hand is dropped by the server; bo's own copy keeps its local
+        # deletion, which Yjs cannot undo, until it reloads: no honest client sends it.)
         await bo.until(lambda: bo.doc.get("state", type=Map).to_py() == {})
-        await bo.until(lambda: "cy" in bo.doc.get("hands", type=Map).to_py())
         # Accepted: raising its own hand and an honest chat line.
         await bo.edit(lambda d: d.get("hands", type=Map).update({"bo": 2.0}))
         await bo.edit(

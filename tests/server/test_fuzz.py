@@ -122,7 +122,7 @@ def stored_content(data_dir: Path, name: str) -> dict[str, Any]:
     finally:
         engine.dispose()
     doc = loaded.to_doc()
-    return {"m": doc.get("m", type=Map).to_py(), "a": doc.get("a", type=Array).to_py()}
+    return {"m": doc.get("m", type=Map).to_py(), "a": doc.get("pages", type=Array).to_py()}
 
 
 async def test_fuzzed_frames_never_hurt_the_room_or_the_stored_document(
@@ -152,8 +152,11 @@ async def test_fuzzed_frames_never_hurt_the_room_or_the_stored_document(
         assert sum(s["closes"] for s in stats) > 100, "the fuzzer should trip many closes"
 
         # The room still works for the good clients, in both directions.
-        await student.edit(lambda d: d.get("a", type=Array).append("after the storm"))
-        await tutor.until(lambda: tutor.doc.get("a", type=Array).to_py() == ["after the storm"])
+        # (``pages``: a student writes only the board's own roots.)
+        await student.edit(lambda d: d.get("pages", type=Array).append("after the storm"))
+        await tutor.until(
+            lambda: tutor.doc.get("pages", type=Array).to_py() == ["after the storm"]
+        )
         await tutor.edit(lambda d: d.get("m", type=Map).update({"still": "alive"}))
         await student.until(lambda: "still" in student.doc.get("m", type=Map).to_py())
 
@@ -165,21 +168,21 @@ async def test_fuzzed_frames_never_hurt_the_room_or_the_stored_document(
     # A fresh client loads exactly that.
     async with WsPeer(url(server, Role.STUDENT, user="late")) as late:
         assert late.doc.get("m", type=Map).to_py() == final["m"]
-        assert late.doc.get("a", type=Array).to_py() == final["a"]
+        assert late.doc.get("pages", type=Array).to_py() == final["a"]
 
 
 async def test_fuzzed_writers_cannot_break_the_room_for_others(server: str) -> None:
     """Writers' mutated updates may decode as valid Yjs (then they are edits like any
     other); the server must stay up and every client must converge with it."""
     async with (
-        WsPeer(url(server, Role.TUTOR, "c1/scratch", "tutor")) as tutor,
-        WsPeer(url(server, Role.STUDENT, "c1/scratch", "student")) as student,
+        WsPeer(url(server, Role.TUTOR, BOARD, "tutor")) as tutor,
+        WsPeer(url(server, Role.STUDENT, BOARD, "student")) as student,
     ):
         await tutor.edit(lambda d: d.get("m", type=Map).update({"k": "v"}))
         await student.until(lambda: student.doc.get("m", type=Map).to_py().get("k") == "v")
-        await fuzz(url(server, Role.STUDENT, "c1/scratch", "fuzz"), random.Random(3), 500)
+        await fuzz(url(server, Role.STUDENT, BOARD, "fuzz"), random.Random(3), 500)
         await tutor.edit(lambda d: d.get("m", type=Map).update({"after": 1.0}))
         await student.until(lambda: student.doc.get("m", type=Map).to_py().get("after") == 1.0)
         assert student.doc.get("m", type=Map).to_py()["k"] == "v"
-    async with WsPeer(url(server, Role.STUDENT, "c1/scratch", "late")) as late:
+    async with WsPeer(url(server, Role.STUDENT, BOARD, "late")) as late:
         assert late.doc.get("m", type=Map).to_py()["after"] == 1.0
