@@ -24,6 +24,7 @@ class CloseCode(IntEnum):
     UNAUTHORIZED = 4401
     FORBIDDEN = 4403
     NOT_FOUND = 4404
+    TOO_MANY = 4429
 
 
 class CollabError(Exception):
@@ -90,3 +91,9 @@ class NodeFull(CollabError):
     """This node holds its maximum number of documents."""
 
     close_code = CloseCode.TRY_AGAIN_LATER
+
+
+class QuotaExceeded(CollabError):
+    """One namespace (a classroom) holds its share of this node's documents."""
+
+    close_code = CloseCode.TOO_MANY

@@ -9,6 +9,7 @@ a commit (bench/RESULTS.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -89,6 +90,11 @@ class Saver:
         self._first_change = 0.0
         self._last_change = 0.0
         self._lock = asyncio.Lock()
+        # Documents whose own save failed: consecutive failures, and when to try again.
+        # One document's failure never holds back another's (a batch that fails is
+        # retried document by document).
+        self.failing: dict[DocumentName, int] = {}
+        self._retry_at: dict[DocumentName, float] = {}
 
     def mark_dirty(self, journal: Journal) -> None:
         """Called for every recorded update: cheap, and wakes the saver only when it
@@ -104,7 +110,13 @@ class Saver:
         """Saves for as long as the node runs. Cancel to stop; :meth:`flush` first."""
         limits = self._limits
         while True:
-            await self._wake.wait()
+            retry = min(self._retry_at.values(), default=None)
+            if retry is None:
+                await self._wake.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, retry - time.monotonic())):
+                        await self._wake.wait()
             self._wake.clear()
             # Records move _last_change without waking this task: a timer re-checked on
             # each expiry, not a poll for something that has an event.
@@ -114,54 +126,98 @@ class Saver:
                     self._first_change + limits.save_max_delay,
                 )
                 - time.monotonic()
-            ) > 0:
+            ) > 0 and self._due_without_retry():
                 await asyncio.sleep(remaining)
             await self.flush(retry=True, drain=False)
+
+    def _due_without_retry(self) -> bool:
+        return any(j.name not in self._retry_at for j in self._dirty)
 
     async def flush(self, *, retry: bool, drain: bool = True) -> None:
         """Writes what is pending, one store call (one transaction) per batch.
 
-        With ``drain``, keeps writing until nothing is pending (shutdown); without it,
-        writes one batch and leaves what arrived meanwhile to the next debounce, so a
-        steady stream of edits gives one save per debounce, not back-to-back saves.
+        With ``drain``, keeps writing until nothing is pending (shutdown), waiting out
+        failing documents' backoff; without it, writes one batch and leaves what arrived
+        meanwhile to the next debounce, so a steady stream of edits gives one save per
+        debounce, not back-to-back saves. A failed batch is retried document by document:
+        the healthy ones are written, the failing ones wait for their own backoff.
 
         Raises:
             Exception: the store's error, when ``retry`` is false.
         """
-        delay = self._limits.save_retry_initial
         async with self._lock:
             while self._dirty:
-                journals = [j for j in self._dirty if j.pending]
+                now = time.monotonic()
+                journals = [
+                    j for j in self._dirty if j.pending and self._retry_at.get(j.name, 0) <= now
+                ]
+                if not journals:
+                    if not drain:
+                        return
+                    await asyncio.sleep(max(0.01, min(self._retry_at.values()) - now))
+                    continue
                 batches = {j.name: j.take() for j in journals}
                 started = time.perf_counter()
                 try:
                     await self._store.append(batches)
-                except Exception:
+                    saved, error = journals, None
+                except Exception as exc:
                     metrics.SAVE_FAILURES.inc()
-                    log.exception(
-                        "save failed; keeping updates in memory",
-                        extra={
-                            "documents": len(batches),
-                            "updates": sum(map(len, batches.values())),
-                            "retry_in": delay,
-                        },
+                    log.warning(
+                        "batch save failed; saving document by document",
+                        extra={"documents": len(batches), "error": type(exc).__name__},
                     )
-                    if not retry:
-                        raise
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self._limits.save_retry_max)
-                    continue
+                    saved, error = await self._isolate(journals, batches)
                 metrics.SAVE_LATENCY.observe(time.perf_counter() - started)
-                for journal in journals:
+                for journal in saved:
                     journal.written()
+                    self._retry_at.pop(journal.name, None)
+                    self.failing.pop(journal.name, None)
+                metrics.FAILING_DOCUMENTS.set(len(self.failing))
                 # Updates recorded while the save was in flight keep their journal dirty.
                 self._dirty = {j for j in self._dirty if j.pending}
                 if self._dirty:
                     self._first_change = time.monotonic()
                     self._wake.set()
-                await self._compact([j for j in journals if j.needs_compaction(self._limits)])
+                await self._compact([j for j in saved if j.needs_compaction(self._limits)])
+                if error is not None and not retry:
+                    raise error
                 if not drain:
                     return
+
+    async def _isolate(
+        self,
+        journals: list[Journal],
+        batches: dict[DocumentName, list[StoredUpdate]],
+    ) -> tuple[list[Journal], Exception | None]:
+        saved: list[Journal] = []
+        error: Exception | None = None
+        for journal in journals:
+            try:
+                await self._store.append({journal.name: batches[journal.name]})
+            except Exception as exc:
+                error = exc
+                failures = self.failing.get(journal.name, 0) + 1
+                self.failing[journal.name] = failures
+                delay = min(
+                    self._limits.save_retry_initial * 2 ** (failures - 1),
+                    self._limits.save_retry_max,
+                )
+                self._retry_at[journal.name] = time.monotonic() + delay
+                metrics.DOCUMENT_SAVE_FAILURES.inc()
+                log.error(  # noqa: TRY400 - the traceback is in the exception field
+                    "document save failed; keeping its updates in memory",
+                    extra={
+                        "document": journal.name,
+                        "updates": len(batches[journal.name]),
+                        "failures": failures,
+                        "retry_in": delay,
+                        "error": f"{type(exc).__name__}: {exc}"[:300],
+                    },
+                )
+            else:
+                saved.append(journal)
+        return saved, error
 
     async def _compact(self, journals: list[Journal]) -> None:
         for journal in journals:

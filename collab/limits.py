@@ -32,6 +32,9 @@ class Limits:
     # so nobody can take over a reconnecting user's cursor or poison its clock.
     awareness_id_grace: float = 120.0
     max_rooms: int = 10_000
+    # Documents one namespace (the first path segment: a classroom) may hold loaded, so
+    # one classroom cannot exhaust the node's ``max_rooms``.
+    max_rooms_per_namespace: int = 32
     # Encoded size (snapshot + log since load) past which a document takes no more writes:
     # far above a long lesson's board (a few MiB), far below what would exhaust a node.
     max_document_bytes: int = 64 * 1024 * 1024

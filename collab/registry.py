@@ -12,7 +12,7 @@ from typing import Any
 
 from . import metrics
 from .budgets import UserBudgets
-from .errors import NodeFull, RoomUnavailable
+from .errors import NodeFull, QuotaExceeded, RoomUnavailable
 from .journal import Journal, Saver
 from .limits import Limits
 from .ports import Bus, DefaultHooks, DocumentName, Hooks, Store
@@ -52,10 +52,21 @@ class Registry:
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        # Documents whose loads keep failing: consecutive failures (cleared on success).
+        self.load_failures: dict[DocumentName, int] = {}
 
     @property
     def rooms(self) -> dict[DocumentName, Room]:
         return self._rooms
+
+    def degraded(self) -> dict[str, list[str]]:
+        """Documents this node cannot save or load right now, by problem."""
+        out: dict[str, list[str]] = {}
+        if self._saver.failing:
+            out["saves_failing"] = sorted(self._saver.failing)
+        if self.load_failures:
+            out["loads_failing"] = sorted(self.load_failures)
+        return out
 
     async def __aenter__(self) -> Registry:
         self._tg = asyncio.TaskGroup()
@@ -103,6 +114,12 @@ class Registry:
                     raise RoomUnavailable("node is shutting down")
                 if len(self._rooms) + len(self._loading) >= self.limits.max_rooms:
                     raise NodeFull(f"node holds {self.limits.max_rooms} documents")
+                namespace = _namespace(name)
+                held = sum(1 for n in (*self._rooms, *self._loading) if _namespace(n) == namespace)
+                if held >= self.limits.max_rooms_per_namespace:
+                    raise QuotaExceeded(
+                        f"{namespace!r} holds {self.limits.max_rooms_per_namespace} documents"
+                    )
                 future = asyncio.get_running_loop().create_future()
                 self._loading[name] = future
                 # The load belongs to the registry, not to the first caller: if that
@@ -152,12 +169,18 @@ class Registry:
             )
             self._hooks.on_room_loaded(room)
         except Exception:
-            log.exception("document load failed", extra={"document": name})
+            self.load_failures[name] = self.load_failures.get(name, 0) + 1
+            metrics.FAILING_DOCUMENTS.set(len(self.load_failures) + len(self._saver.failing))
+            log.exception(
+                "document load failed",
+                extra={"document": name, "failures": self.load_failures[name]},
+            )
             future.set_exception(RoomUnavailable(f"could not load {name!r}"))
             future.exception()  # marks it retrieved: no "never retrieved" noise if nobody waits
             self._loading.pop(name, None)
             return
         metrics.LOAD_LATENCY.observe(time.perf_counter() - started)
+        self.load_failures.pop(name, None)
         self._rooms[name] = room
         self._loading.pop(name, None)
         metrics.ROOMS.set(len(self._rooms))
@@ -207,3 +230,7 @@ class Registry:
         lost = sum(r.journal.pending for r in rooms)
         if lost:
             log.error("unsaved updates at shutdown", extra={"updates": lost})
+
+
+def _namespace(name: str) -> str:
+    return name.split("/", 1)[0]

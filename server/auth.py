@@ -12,12 +12,15 @@ import jwt
 from collab.errors import CloseCode
 from collab.ports import Peer
 
-from .errors import Forbidden, InvalidToken
+from .errors import Forbidden, InvalidToken, NotFound
 
 ALGORITHM = "HS256"
 # Document names: path-like segments of safe characters, as used in URLs by y-websocket.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}(/[A-Za-z0-9_.\-]{1,128}){0,7}$")
-_CLASSROOM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+# Matched with ``fullmatch`` (``$`` would accept a trailing newline). The total length
+# fits every store's key column (512) with room to spare.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}(/[A-Za-z0-9_.\-]{1,64}){0,3}")
+_CLASSROOM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+MAX_NAME = 200
 
 
 class Role(StrEnum):
@@ -55,7 +58,7 @@ def issue(
     now: float | None = None,
 ) -> str:
     """Signs a token. Raises ``ValueError`` for a malformed classroom id or TTL."""
-    if not _CLASSROOM.match(classroom):
+    if not _CLASSROOM.fullmatch(classroom):
         raise ValueError(f"invalid classroom id {classroom!r}")
     if ttl <= 0:
         raise ValueError("ttl must be positive")
@@ -106,7 +109,7 @@ def authorize(claims: Claims, document: str) -> None:
     Raises:
         Forbidden: the name is malformed or outside the token's classroom.
     """
-    if not _NAME.match(document) or ".." in document:
+    if len(document) > MAX_NAME or not _NAME.fullmatch(document) or ".." in document:
         raise Forbidden("invalid document name")
     if claims.role is Role.ADMIN:
         return
@@ -114,4 +117,19 @@ def authorize(claims: Claims, document: str) -> None:
         raise Forbidden("document outside the token's classroom")
 
 
-__all__ = ["Claims", "CloseCode", "Role", "authorize", "issue", "verify"]
+def require_document(claims: Claims, document: str) -> None:
+    """Students and observers open only the documents their classroom has.
+
+    Raises:
+        NotFound: any other name (close code 4404: the client stops retrying).
+    """
+    if claims.role in (Role.STUDENT, Role.OBSERVER) and document not in (
+        claims.classroom + "/board",
+        claims.classroom + "/class",
+    ):
+        # The classroom's schema: students and observers open what exists for them and
+        # can never bring a new document into existence (or fill the node with names).
+        raise NotFound("this classroom has no such document")
+
+
+__all__ = ["Claims", "CloseCode", "Role", "authorize", "issue", "require_document", "verify"]

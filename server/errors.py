@@ -22,3 +22,17 @@ class Forbidden(ServerError):
 
     close_code = CloseCode.FORBIDDEN
     status_code = 403
+
+
+class NotFound(ServerError):
+    """A document the classroom does not have (students cannot bring one into existence)."""
+
+    close_code = CloseCode.NOT_FOUND
+    status_code = 404
+
+
+class QuotaExceeded(ServerError):
+    """Too many connections for one user or one classroom: the client should not retry."""
+
+    close_code = CloseCode.TOO_MANY
+    status_code = 429

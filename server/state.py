@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
 from collab.registry import Registry
 
+from .quotas import ConnectionQuotas
 from .settings import Settings
 
 
@@ -18,3 +19,4 @@ class AppState:
     engine: Engine
     registry: Registry
     ready: bool = False
+    quotas: ConnectionQuotas = field(default_factory=ConnectionQuotas)

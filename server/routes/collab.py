@@ -8,11 +8,11 @@ import logging
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from collab.errors import CollabError, UnsupportedData
-from collab.ports import Disconnected, DocumentName
+from collab.ports import Disconnected, DocumentName, Peer
 from collab.protocol import PermissionDenied
 from collab.session import serve
 
-from ..auth import authorize, verify
+from ..auth import authorize, require_document, verify
 from ..classroom import STAFF, class_document
 from ..errors import ServerError
 from ..state import AppState
@@ -74,6 +74,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     try:
         claims = verify(state.secret, websocket.query_params.get("token"))
         authorize(claims, document)
+        require_document(claims, document)
+        lease = state.quotas.acquire(claims.user_id, claims.classroom)
     except ServerError as exc:
         # Accepted first, then closed with a 44xx code: a refusal during the handshake
         # reaches the browser as 1006, which the stock client retries forever.
@@ -82,7 +84,16 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             await connection.send(bytes(PermissionDenied(str(exc))))
         await connection.close(exc.close_code, str(exc))
         return
-    peer = claims.peer()
+    try:
+        await _serve(state, connection, document, claims.peer())
+    finally:
+        lease.release()
+
+
+async def _serve(
+    state: AppState, connection: StarletteConnection, document: str, peer: Peer
+) -> None:
+    fields = {"document": document}
     class_name = class_document(document)
     if class_name is None or peer.role in STAFF or peer.read_only:
         await serve(state.registry, connection, DocumentName(document), peer)

@@ -31,11 +31,17 @@ async def readyz(request: Request) -> Response:
     except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"
     ok = state.ready and all(v == "ok" for v in checks.values())
-    body = {
-        "status": "ready" if ok else "not ready",
+    # One document that cannot be saved or loaded degrades the node without taking it
+    # out of rotation (the others are served and saved); the document is named.
+    degraded = state.registry.degraded()
+    status = "not ready" if not ok else "degraded" if degraded else "ready"
+    body: dict[str, object] = {
+        "status": status,
         "checks": checks,
         "rooms": len(state.registry.rooms),
     }
+    if degraded:
+        body["degraded"] = {k: v[:20] for k, v in degraded.items()}
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

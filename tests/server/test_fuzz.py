@@ -154,9 +154,7 @@ async def test_fuzzed_frames_never_hurt_the_room_or_the_stored_document(
         # The room still works for the good clients, in both directions.
         # (``pages``: a student writes only the board's own roots.)
         await student.edit(lambda d: d.get("pages", type=Array).append("after the storm"))
-        await tutor.until(
-            lambda: tutor.doc.get("pages", type=Array).to_py() == ["after the storm"]
-        )
+        await tutor.until(lambda: tutor.doc.get("pages", type=Array).to_py() == ["after the storm"])
         await tutor.edit(lambda d: d.get("m", type=Map).update({"still": "alive"}))
         await student.until(lambda: "still" in student.doc.get("m", type=Map).to_py())
 
