@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
@@ -16,6 +17,7 @@ from collab.registry import Registry
 
 from .classroom import ClassroomHooks
 from .db import make_engine, migrate
+from .headers import SecurityHeaders
 from .routes.classroom import create_invite, spa_shell
 from .routes.collab import websocket_endpoint
 from .routes.health import healthz, metrics, readyz
@@ -60,4 +62,4 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if static_dir is not None and static_dir.is_dir():
         routes.append(Route("/c/{classroom}", spa_shell(static_dir)))
         routes.append(Mount("/", StaticFiles(directory=static_dir, html=True)))
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])

@@ -32,6 +32,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from . import logs
     from .app import create_app
+    from .http_protocol import uvicorn_options
     from .ws_protocol import InkroomWebSocketProtocol
 
     settings = _settings(args)
@@ -51,6 +52,7 @@ def serve(args: argparse.Namespace) -> int:
         ws_ping_timeout=settings.ws_ping_timeout,
         ws_per_message_deflate=settings.ws_compression,
         timeout_graceful_shutdown=15,
+        **uvicorn_options(),
     )
     return 0
 

@@ -9,14 +9,23 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-_TOKEN = re.compile(r"(token=)[^&\s\"']+|(Bearer\s+)[A-Za-z0-9._\-]+")
+# Any token-looking value, however the client spelled its key (``TOKEN=``, ``%74oken=``),
+# and any JWT wherever it appears.
+_TOKEN = re.compile(
+    r"((?:t|%74|%54)(?:o|%6f|%4f)(?:k|%6b|%4b)(?:e|%65|%45)(?:n|%6e|%4e)(?:=|%3d))[^&\s\"']+"
+    r"|((?:code|grant|session|secret|password)=)[^&\s\"']+"
+    r"|(Bearer\s+)[A-Za-z0-9._\-]+",
+    re.IGNORECASE,
+)
+_JWT = re.compile(r"eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*")
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 # uvicorn attaches terminal colours and protocol objects to its records.
 _NOISE = {"color_message", "websocket"}
 
 
 def redact(text: str) -> str:
-    return _TOKEN.sub(lambda m: (m.group(1) or m.group(2)) + "[redacted]", text)
+    text = _TOKEN.sub(lambda m: (m.group(1) or m.group(2) or m.group(3)) + "[redacted]", text)
+    return _JWT.sub("[redacted-jwt]", text)
 
 
 class JsonFormatter(logging.Formatter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from ..errors import Forbidden, ServerError
 from ..state import AppState
 
 MAX_INVITE_TTL = 7 * 24 * 3600
+MAX_BODY = 4096
 
 
 def _error(exc: ServerError) -> Response:
@@ -36,8 +38,13 @@ async def create_invite(request: Request) -> Response:
             raise Forbidden("only the classroom's tutor can invite")
     except ServerError as exc:
         return _error(exc)
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            return JSONResponse({"error": f"body over {MAX_BODY} bytes"}, status_code=413)
     try:
-        body = await request.json()
+        body = json.loads(raw or b"{}")
     except ValueError:
         return JSONResponse({"error": "body must be JSON"}, status_code=400)
     if not isinstance(body, dict):
@@ -45,11 +52,19 @@ async def create_invite(request: Request) -> Response:
     role_name = body.get("role", "student")
     if role_name not in (Role.STUDENT.value, Role.OBSERVER.value):
         return JSONResponse({"error": "role must be student or observer"}, status_code=400)
-    name = str(body.get("name") or "")[:80]
+    name = body.get("name", "")
+    if not isinstance(name, str) or len(name) > 80:
+        return JSONResponse({"error": "name must be a string of at most 80"}, status_code=400)
     ttl = body.get("ttl", 4 * 3600)
-    if not isinstance(ttl, int) or not 0 < ttl <= MAX_INVITE_TTL:
-        return JSONResponse({"error": f"ttl must be 1..{MAX_INVITE_TTL}"}, status_code=400)
-    user_id = str(body.get("user") or f"{role_name}-{_short_id()}")[:64]
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= MAX_INVITE_TTL:
+        return JSONResponse(
+            {"error": f"ttl must be an integer 1..{MAX_INVITE_TTL}"}, status_code=400
+        )
+    if "user" in body:
+        # The server names users: an invite that chose its own id could take another
+        # user's identity (their hand, their chat, their strokes).
+        return JSONResponse({"error": "user ids are assigned by the server"}, status_code=400)
+    user_id = f"{role_name}-{_short_id()}"
     invite = issue(
         state.secret, classroom=classroom, role=Role(role_name), user_id=user_id, name=name, ttl=ttl
     )
@@ -57,7 +72,7 @@ async def create_invite(request: Request) -> Response:
 
 
 def _short_id() -> str:
-    return secrets.token_hex(4)
+    return secrets.token_hex(8)
 
 
 def spa_shell(static_dir: Path) -> Callable[[Request], Awaitable[Response]]:

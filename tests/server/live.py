@@ -12,6 +12,7 @@ from pathlib import Path
 import uvicorn
 
 from server.app import create_app
+from server.http_protocol import uvicorn_options
 from server.settings import Settings
 from server.ws_protocol import InkroomWebSocketProtocol
 
@@ -39,6 +40,7 @@ def live_server(settings: Settings, *, ping_interval: float = 5.0) -> Iterator[s
         ws_ping_timeout=ping_interval,
         ws_per_message_deflate=False,
         lifespan="on",
+        **uvicorn_options(),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
