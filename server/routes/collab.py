@@ -14,7 +14,7 @@ from collab.session import serve
 
 from ..auth import authorize, require_document, verify
 from ..classroom import STAFF, class_document
-from ..errors import ServerError
+from ..errors import Forbidden, ServerError
 from ..state import AppState
 from ..ws_protocol import EXTENSION
 
@@ -72,6 +72,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
     connection = StarletteConnection(websocket)
     try:
+        if websocket.scope["path"] != "/ws/" + document:
+            # Starlette's route pattern ends in ``$``, which also matches before a final
+            # newline: ``c1/board%0A`` would open ``c1/board``.
+            raise Forbidden("invalid document name")
         claims = verify(state.secret, websocket.query_params.get("token"))
         authorize(claims, document)
         require_document(claims, document)
