@@ -16,7 +16,7 @@ from .ports import Effect, Intent, StoredSub, Transition
 
 @dataclass
 class _Data:
-    events: dict[str, tuple[Event, str | None, int]] = field(default_factory=dict)
+    events: dict[str, tuple[str, int, str | None, int]] = field(default_factory=dict)
     customers: dict[str, AccountId | None] = field(default_factory=dict)
     subs: dict[str, StoredSub] = field(default_factory=dict)
     facts: dict[str, SubFacts] = field(default_factory=dict)
@@ -34,7 +34,7 @@ class MemoryTx:
     def record_event(self, event: Event, customer: str | None, now: int) -> bool:
         if event.id in self.d.events:
             return False
-        self.d.events[event.id] = (event, customer, now)
+        self.d.events[event.id] = (event.type, event.created, customer, now)
         return True
 
     def lock_customer(self, customer: str) -> None:
@@ -143,8 +143,8 @@ class MemoryTx:
     def timeline(self, customer: str) -> dict[str, list[dict[str, Any]]]:
         return {
             "events": [
-                {"id": e.id, "type": e.type, "created": e.created}
-                for e, c, _ in self.d.events.values()
+                {"id": event_id, "type": kind, "created": created, "received_at": at}
+                for event_id, (kind, created, c, at) in self.d.events.items()
                 if c == customer
             ],
             "transitions": [asdict(t) for t in self.d.transitions if t.customer == customer],
