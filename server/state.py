@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from collab.registry import Registry
 
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .billing_gate import BillingGate
 
 
 @dataclass
@@ -18,3 +22,4 @@ class AppState:
     engine: Engine
     registry: Registry
     ready: bool = False
+    billing: BillingGate | None = None

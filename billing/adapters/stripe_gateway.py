@@ -95,13 +95,12 @@ class StripeGateway:
         self.client = stripe.StripeClient(api_key, base_addresses=addresses, max_network_retries=2)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """A 404 is "no such object" (or, on a local stand-in, "no such resource"): None."""
         try:
             return fn(*args, **kwargs)
-        except stripe.InvalidRequestError as exc:
+        except stripe.StripeError as exc:
             if exc.http_status == 404:
                 return None
-            raise StripeError(f"{type(exc).__name__}: {exc.user_message or exc.code}") from exc
-        except stripe.StripeError as exc:
             raise StripeError(f"{type(exc).__name__}: {exc.user_message or exc.code}") from exc
 
     def _snapshot(self, sub: Mapping[str, Any]) -> Snapshot:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
+from billing.adapters.sql_repo import SqlBillingRepo
 from billing.memory import MemoryRepo
 from billing.model import AccountId, Plan
+from billing.ports import BillingRepo
 from billing.service import AlreadySubscribed, Billing, Outcome
 from billing.states import State
+from server.db import make_engine, migrate
 
 from .fake_stripe import PRICE, World, WorldStripe
 
@@ -17,12 +23,34 @@ PLANS = {"solo": Plan("solo", PRICE, "Solo", students_per_classroom=3, video=Fal
 ADA = AccountId("ada")
 
 
-def make() -> tuple[World, Billing]:
-    world = World()
-    return world, Billing(MemoryRepo(), WorldStripe(world), PLANS, clock=lambda: world.now)
+Make = Callable[[], tuple[World, Billing]]
 
 
-def test_one_event_from_many_threads_is_processed_once() -> None:
+@pytest.fixture(params=["memory", "sqlite"])
+def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Make]:
+    """The same scenarios on the in-memory ledger and on the SQL adapter (migrated SQLite)."""
+    engines: list[Engine] = []
+
+    def factory() -> tuple[World, Billing]:
+        world = World()
+        repo: BillingRepo
+        if request.param == "memory":
+            repo = MemoryRepo()
+        else:
+            engine = make_engine(f"sqlite:///{tmp_path / f'b{len(engines)}.db'}")
+            migrate(engine)
+            engines.append(engine)
+            sql = SqlBillingRepo(engine)
+            engines.append(sql.engine)
+            repo = sql
+        return world, Billing(repo, WorldStripe(world), PLANS, clock=lambda: world.now)
+
+    yield factory
+    for engine in engines:
+        engine.dispose()
+
+
+def test_one_event_from_many_threads_is_processed_once(make: Make) -> None:
     world, billing = make()
     world.create("cus_a", "pay_ok")
     event = world.events[0]
@@ -41,7 +69,7 @@ def test_one_event_from_many_threads_is_processed_once() -> None:
     assert sorted(outcomes) == [Outcome.DUPLICATE] * 7 + [Outcome.PROCESSED]
 
 
-def test_checkout_twice_is_one_session_and_no_checkout_while_live() -> None:
+def test_checkout_twice_is_one_session_and_no_checkout_while_live(make: Make) -> None:
     world, billing = make()
     first = billing.start_checkout(ADA, "solo", "https://x/ok", "https://x/no")
     again = billing.start_checkout(ADA, "solo", "https://x/ok", "https://x/no")
@@ -53,7 +81,7 @@ def test_checkout_twice_is_one_session_and_no_checkout_while_live() -> None:
         billing.start_checkout(ADA, "solo", "https://x/ok", "https://x/no")
 
 
-def test_returning_customer_gets_no_second_trial() -> None:
+def test_returning_customer_gets_no_second_trial(make: Make) -> None:
     world, billing = make()
     sub = billing.subscribe(ADA, "solo")
     assert world.subs[sub]["status"] == "trialing"
@@ -75,7 +103,7 @@ def test_returning_customer_gets_no_second_trial() -> None:
     assert access.label == "returning"
 
 
-def test_cancel_asked_twice_calls_stripe_once() -> None:
+def test_cancel_asked_twice_calls_stripe_once(make: Make) -> None:
     world, billing = make()
     sub = world.create("cus_a", "pay_ok")
     assert billing.request_cancel(sub)
@@ -86,7 +114,7 @@ def test_cancel_asked_twice_calls_stripe_once() -> None:
     assert world.subs[sub]["status"] == "canceled"
 
 
-def test_effect_retried_after_a_lost_answer_uses_the_same_key() -> None:
+def test_effect_retried_after_a_lost_answer_uses_the_same_key(make: Make) -> None:
     world, billing = make()
     sub = world.create("cus_a", "pay_ok")
     billing.request_cancel(sub)
@@ -106,3 +134,37 @@ def test_effect_retried_after_a_lost_answer_uses_the_same_key() -> None:
     assert len(world.executed) == 1
     assert list(world.executed.values()) == [1]
     assert world.calls == 2
+
+
+def test_reconcile_converges_and_cancels_the_duplicate(make: Make) -> None:
+    world, billing = make()
+    first = world.create("cus_a", "pay_ok")
+    twin = world.create("cus_a", "pay_ok")
+    refunded = world.create("cus_b", "pay_ok")
+    world.refund(refunded)
+    billing.reconcile()  # no event was delivered
+    billing.drain()
+    billing.reconcile()
+    assert world.live_subs("cus_a") == [first]
+    assert world.live_subs("cus_b") == []
+    with billing.repo.transaction() as tx:
+        states = {s: tx.get_sub(s) for s in (first, twin, refunded)}
+        effects = tx.effects()
+    assert {k: v.state for k, v in states.items() if v} == {
+        first: State.ACTIVE,
+        twin: State.CANCELED,
+        refunded: State.REFUNDED,
+    }
+    assert sorted(e.key for e in effects) == sorted([f"cancel:{twin}", f"cancel:{refunded}"])
+    assert all(e.status == "done" for e in effects)
+    assert sum(world.executed.values()) == 2
+
+
+def test_reconcile_lease_one_node_at_a_time(make: Make) -> None:
+    world, billing = make()
+    other = Billing(billing.repo, billing.stripe, PLANS, clock=lambda: world.now, node="other")
+    assert billing.reconcile_if_leader(ttl=60)
+    assert not other.reconcile_if_leader(ttl=60)
+    assert billing.reconcile_if_leader(ttl=60)  # the holder renews
+    world.advance(61)
+    assert other.reconcile_if_leader(ttl=60)
