@@ -440,9 +440,11 @@ class Billing:
             raise UnknownPlan(f"unknown plan {key!r}")
         return plan
 
-    def _guard_new_subscription(self, customer: str) -> bool:
-        """Refreshes the customer; refuses if a live subscription exists; True if a trial is
-        due (a returning customer gets none)."""
+    def _guard_new_subscription(self, customer: str) -> tuple[bool, list[str]]:
+        """Refreshes the customer; refuses if a live subscription exists. Returns whether a
+        trial is due (a returning customer gets none) and the subscriptions it already had:
+        they go into the intent's parameters, so a double click reuses the intent (and its
+        Idempotency-Key) while a customer coming back later gets a new one."""
         with self._customer_lock(customer), self.repo.transaction() as tx:
             tx.lock_customer(customer)
             self._refresh(tx, customer, Cause("before new subscription"))
@@ -451,7 +453,7 @@ class Billing:
             raise AlreadySubscribed(
                 "a subscription is already live: manage it from the billing portal"
             )
-        return trial_eligible(views)
+        return trial_eligible(views), sorted(v.snapshot.id for v in views)
 
     def start_checkout(
         self, account: AccountId, plan_key: str, success_url: str, cancel_url: str
@@ -459,11 +461,13 @@ class Billing:
         """A Checkout Session URL; no second checkout while a subscription is live."""
         plan = self._plan(plan_key)
         customer = self.ensure_customer(account)
-        trial = plan.trial_days if self._guard_new_subscription(customer) else 0
+        eligible, history = self._guard_new_subscription(customer)
+        trial = plan.trial_days if eligible else 0
         params = {
             "customer": customer,
             "price": plan.stripe_price,
             "trial_days": trial,
+            "history": history,
             "success_url": success_url,
             "cancel_url": cancel_url,
         }
@@ -484,8 +488,14 @@ class Billing:
         """Creates the subscription directly (a card already on file), same guard as checkout."""
         plan = self._plan(plan_key)
         customer = self.ensure_customer(account)
-        trial = plan.trial_days if self._guard_new_subscription(customer) else 0
-        params = {"customer": customer, "price": plan.stripe_price, "trial_days": trial}
+        eligible, history = self._guard_new_subscription(customer)
+        trial = plan.trial_days if eligible else 0
+        params = {
+            "customer": customer,
+            "price": plan.stripe_price,
+            "trial_days": trial,
+            "history": history,
+        }
         intent = self._open_intent("subscribe", customer, account, params)
         sub = self.stripe.create_subscription(
             customer, plan.stripe_price, trial_days=trial, idempotency_key=intent.id

@@ -21,6 +21,7 @@ from server.auth import Role, issue
 from server.settings import Settings
 from tests.server.live import live_server
 
+from .fake_stripe import World, WorldStripe
 from .localstripe import API_KEY, localstripe
 from .stripe_setup import (
     OLD_SECRET,
@@ -214,3 +215,41 @@ def test_without_a_key_billing_is_off_and_everything_is_free(
         assert account["reason"] == "billing_off"
         gate = c.app.state.inkroom.billing  # type: ignore[attr-defined]
         assert gate.access_now("anyone").has_access
+
+
+def test_checkout_portal_and_account_endpoints(app_client: TestClient) -> None:
+    """localstripe has no Checkout or portal: the app's Stripe port is pointed at the model."""
+    world = World(now=int(time.time()))
+    billing = app_client.app.state.inkroom.billing.billing  # type: ignore[attr-defined]
+    billing.stripe = WorldStripe(world)
+    tutor = bearer(Role.TUTOR, "tutor-bo")
+    body = {"plan": "solo", "success_url": "https://x/ok", "cancel_url": "https://x/no"}
+    assert app_client.post("/api/billing/checkout", json=body).status_code == 401
+    student = app_client.post("/api/billing/checkout", json=body, headers=bearer(Role.STUDENT))
+    assert student.status_code == 403
+    assert (
+        app_client.post("/api/billing/checkout", json={"plan": "gold"}, headers=tutor).status_code
+        == 409
+    )
+    first = app_client.post("/api/billing/checkout", json=body, headers=tutor)
+    assert first.status_code == 200
+    again = app_client.post("/api/billing/checkout", json=body, headers=tutor)
+    assert again.json()["url"] == first.json()["url"]  # a double click is one session
+    account = app_client.get("/api/billing/account", headers=tutor).json()
+    assert account["has_access"] is False
+    assert account["status"] == "No subscription: start one to open your classrooms"
+    # The tutor completes Checkout: Stripe creates a trialing subscription.
+    customer = billing.ensure_customer("tutor-bo")
+    world.create(customer, "trial")
+    refused = app_client.post("/api/billing/checkout", json=body, headers=tutor)
+    assert refused.status_code == 409
+    account = app_client.get("/api/billing/account", headers=tutor).json()
+    assert account["has_access"] is True
+    assert account["status"] == "Trial, 14 days left"
+    portal = app_client.post(
+        "/api/billing/portal", json={"return_url": "https://x/"}, headers=tutor
+    )
+    assert portal.status_code == 200
+    assert portal.json()["url"].startswith("https://portal.example/")
+    nobody = app_client.post("/api/billing/portal", json={}, headers=bearer(Role.TUTOR, "new"))
+    assert nobody.status_code == 409

@@ -95,6 +95,7 @@ def test_returning_customer_gets_no_second_trial(make: Make) -> None:
     assert billing.access(ADA).state is State.CANCELED
     assert not billing.access(ADA).has_access
     again = billing.subscribe(ADA, "solo")
+    assert again != sub
     assert world.subs[again]["status"] == "active"  # paid from day one
     for event in world.events:
         billing.handle(event)
