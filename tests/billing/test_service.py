@@ -169,3 +169,33 @@ def test_reconcile_lease_one_node_at_a_time(make: Make) -> None:
     assert billing.reconcile_if_leader(ttl=60)  # the holder renews
     world.advance(61)
     assert other.reconcile_if_leader(ttl=60)
+
+
+def test_a_forbidden_change_is_refused_recorded_and_counted(make: Make) -> None:
+    """If Stripe ever showed a canceled subscription live again (a stale read, a bug), the
+    state stays canceled: the change is kept out, logged, counted and written down."""
+    from prometheus_client import REGISTRY
+
+    labels = {"from_state": "canceled", "to_state": "active"}
+    before = REGISTRY.get_sample_value("inkroom_billing_forbidden_transitions_total", labels) or 0
+    world, billing = make()
+    sub = world.create("cus_a", "pay_ok")
+    world.step(sub, "canceled")
+    for event in world.events:
+        billing.handle(event)
+    world.subs[sub]["status"] = "active"  # not on Stripe's graph
+    billing.handle(world.emit("customer.subscription.updated", world.subs[sub]))
+    assert not billing.access_of_customer("cus_a").has_access
+    with billing.repo.transaction() as tx:
+        stored = tx.get_sub(sub)
+        timeline = tx.timeline("cus_a")
+    assert stored is not None
+    assert stored.state is State.CANCELED
+    last = timeline["transitions"][-1]
+    assert (last["from_state"], last["to_state"], bool(last["forbidden"])) == (
+        "canceled",
+        "active",
+        True,
+    )
+    after = REGISTRY.get_sample_value("inkroom_billing_forbidden_transitions_total", labels)
+    assert after == before + 1
