@@ -134,6 +134,14 @@ def _insert(conn: Connection, table: sa.Table) -> Any:
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
+def _inserted(conn: Connection, table: sa.Table, **values: Any) -> bool:
+    """Inserts unless the key exists; True if a row was inserted. (RETURNING, because the
+    driver's rowcount for ON CONFLICT DO NOTHING is not reliable: psycopg reports -1.)"""
+    key = next(iter(table.primary_key.columns))
+    result = conn.execute(_insert(conn, table).values(**values).returning(key))
+    return result.first() is not None
+
+
 def _snapshot_json(snap: Snapshot) -> str:
     return json.dumps(asdict(snap), sort_keys=True)
 
@@ -147,21 +155,20 @@ class SqlTx:
         self.c = conn
 
     def record_event(self, ev: Event, customer: str | None, now: int) -> bool:
-        result = self.c.execute(
-            _insert(self.c, events_t).values(
-                id=ev.id,
-                type=ev.type,
-                created=ev.created,
-                api_version=ev.api_version,
-                request_id=ev.request_id,
-                idempotency_key=ev.idempotency_key,
-                livemode=ev.livemode,
-                customer=customer,
-                received_at=now,
-                payload=ev.payload,
-            )
+        return _inserted(
+            self.c,
+            events_t,
+            id=ev.id,
+            type=ev.type,
+            created=ev.created,
+            api_version=ev.api_version,
+            request_id=ev.request_id,
+            idempotency_key=ev.idempotency_key,
+            livemode=ev.livemode,
+            customer=customer,
+            received_at=now,
+            payload=ev.payload,
         )
-        return bool(result.rowcount)
 
     def lock_customer(self, customer: str) -> None:
         if self.c.dialect.name == "postgresql":
@@ -273,19 +280,19 @@ class SqlTx:
         ends: bool,
         now: int,
     ) -> None:
-        inserted = self.c.execute(
-            _insert(self.c, facts_t).values(
-                id=fact_id,
-                kind=kind,
-                subscription=sub,
-                customer=customer,
-                status=status,
-                rank=rank,
-                ends_subscription=ends,
-                observed_at=now,
-            )
+        inserted = _inserted(
+            self.c,
+            facts_t,
+            id=fact_id,
+            kind=kind,
+            subscription=sub,
+            customer=customer,
+            status=status,
+            rank=rank,
+            ends_subscription=ends,
+            observed_at=now,
         )
-        if not inserted.rowcount:
+        if not inserted:
             self.c.execute(
                 sa.update(facts_t)
                 .where(facts_t.c.id == fact_id)
@@ -357,20 +364,20 @@ class SqlTx:
         )
 
     def enqueue(self, effect: Effect, intent: Intent) -> bool:
-        inserted = self.c.execute(
-            _insert(self.c, outbox_t).values(
-                key=effect.key,
-                action=effect.action,
-                target=effect.target,
-                intent_id=effect.intent_id,
-                params=effect.params,
-                status=effect.status,
-                attempts=0,
-                claimed_until=0,
-                created_at=intent.created_at,
-            )
+        inserted = _inserted(
+            self.c,
+            outbox_t,
+            key=effect.key,
+            action=effect.action,
+            target=effect.target,
+            intent_id=effect.intent_id,
+            params=effect.params,
+            status=effect.status,
+            attempts=0,
+            claimed_until=0,
+            created_at=intent.created_at,
         )
-        if not inserted.rowcount:
+        if not inserted:
             return False
         self.add_intent(intent)
         return True
