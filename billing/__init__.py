@@ -1,1 +1,4 @@
-"""Stripe subscriptions and the access decision (filled by the billing issue)."""
+"""Stripe subscriptions as a derived state machine, and the one access decision.
+
+See docs/billing.md. Pure core; Stripe and SQL live only in ``billing.adapters``.
+"""

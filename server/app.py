@@ -15,9 +15,11 @@ from collab.adapters.sql_store import SqlStore
 from collab.memory import LocalBus
 from collab.registry import Registry
 
+from .billing_gate import billing_lifespan
 from .classroom import ClassroomHooks
 from .db import make_engine, migrate
 from .headers import SecurityHeaders
+from .routes.billing import billing_routes
 from .routes.classroom import create_invite, spa_shell
 from .routes.collab import websocket_endpoint
 from .routes.health import healthz, metrics, readyz
@@ -38,8 +40,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         store = SqlStore(engine)
         registry = Registry(store, LocalBus(), hooks=ClassroomHooks(), limits=settings.limits())
         try:
-            async with registry:
+            async with registry, billing_lifespan(settings, engine) as billing:
                 state = AppState(settings, settings.signing_secret(), engine, registry)
+                state.billing = billing
                 app.state.inkroom = state
                 state.ready = True
                 log.info("inkroom ready", extra={"database": engine.url.render_as_string()})
@@ -57,6 +60,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", metrics),
         WebSocketRoute("/ws/{document:path}", websocket_endpoint),
         Route("/api/classrooms/{classroom}/invites", create_invite, methods=["POST"]),
+        *billing_routes(),
     ]
     static_dir = settings.static_dir
     if static_dir is not None and static_dir.is_dir():

@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     save_max_delay: float = 2.0
     compact_after_updates: int = 500
     static_dir: Path | None = None
+    # Billing (Stripe). Without an API key billing is off and every classroom is free.
+    stripe_api_key: str | None = Field(default=None, repr=False)
+    stripe_webhook_secrets: str | None = Field(default=None, repr=False)  # comma-separated
+    stripe_api_base: str | None = None  # tests point the SDK at a local server
+    stripe_webhook_tolerance: int = 300
+    billing_plans: str | None = None  # JSON list, see server/billing_gate.py
+    billing_grace_days: float = 7.0
+    billing_reconcile_interval: float = 3600.0
+    billing_outbox_interval: float = 2.0
 
     @property
     def sql_url(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -10,6 +11,9 @@ from collab.registry import Registry
 
 from .quotas import ConnectionQuotas
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .billing_gate import BillingGate
 
 
 @dataclass
@@ -20,3 +24,4 @@ class AppState:
     registry: Registry
     ready: bool = False
     quotas: ConnectionQuotas = field(default_factory=ConnectionQuotas)
+    billing: BillingGate | None = None

@@ -1,0 +1,1 @@
+"""Billing adapters: the Stripe SDK and the SQL ledger live only here."""
