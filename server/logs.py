@@ -13,7 +13,7 @@ from typing import Any
 # and any JWT wherever it appears.
 _TOKEN = re.compile(
     r"((?:t|%74|%54)(?:o|%6f|%4f)(?:k|%6b|%4b)(?:e|%65|%45)(?:n|%6e|%4e)(?:=|%3d))[^&\s\"']+"
-    r"|((?:code|grant|session|secret|password)=)[^&\s\"']+"
+    r"|((?:code|grant|session|secret|password)=)(?!\d{1,5}\b)[^&\s\"']+"
     r"|(Bearer\s+)[A-Za-z0-9._\-]+",
     re.IGNORECASE,
 )

@@ -221,15 +221,18 @@ async def test_document_survives_server_restart(
 
 
 async def test_observer_writes_are_rejected_but_its_awareness_flows(
-    inkroom: InkroomServer, node: OpenDriver, board: str
+    inkroom: InkroomServer, node: OpenDriver
 ) -> None:
+    # Observers open only their classroom's own documents: a classroom of its own.
+    classroom = f"obs{secrets.token_hex(4)}"
+    board = f"{classroom}/board"
     driver = await node()
-    tutor = await joined(driver, "tutor", inkroom, board)
+    tutor = await joined(driver, "tutor", inkroom, board, token=inkroom.token(classroom))
     await tutor.map_set("title", "Lesson 1")
     await tutor.text_insert("Welcome")
     expected: dict[str, Any] = {"map": {"title": "Lesson 1"}, "array": [], "text": "Welcome"}
     observer = await joined(
-        driver, "observer", inkroom, board, token=inkroom.token(CLASSROOM, Role.OBSERVER)
+        driver, "observer", inkroom, board, token=inkroom.token(classroom, Role.OBSERVER)
     )
     await observer.wait(content=expected)  # observers read the document
     who = {"name": "Olive", "role": "observer"}
@@ -248,7 +251,7 @@ async def test_observer_writes_are_rejected_but_its_awareness_flows(
     await observer.set_awareness({"user": who, "cursor": {"x": 2, "y": 2}})
     await tutor.wait(present={observer.client_id: {"cursor": {"x": 2, "y": 2}}})
 
-    fresh = await joined(driver, "fresh", inkroom, board)
+    fresh = await joined(driver, "fresh", inkroom, board, token=inkroom.token(classroom))
     seen = await fresh.wait(present={observer.client_id: {"user": who}})
     assert seen.content == expected
     assert observer.client_id not in seen.clocks
