@@ -146,6 +146,13 @@ class Room:
             entries = [self._stamp(client, e) for e in entries]
             accepted = self.presence.apply(client, entries, user=client.peer.user_id)
             if accepted:
+                # The stock client's awareness id is its document client id: whoever
+                # speaks for it first owns it in the document too, so nobody who learns
+                # the id from this very message can write under it before its owner does.
+                owners = self.index.owners
+                for entry in accepted:
+                    if not entry.removed:
+                        owners.setdefault(entry.client_id, client.peer.user_id)
                 self._broadcast_awareness(accepted)
         elif isinstance(message, SyncStep1):
             if client.sync_reply_pending:
