@@ -28,8 +28,10 @@ class MemoryStore:
 
     async def load(self, name: DocumentName) -> LoadedDocument:
         self._check()
-        tail = [u.data for u in self.logs[name][self.compacted[name] :]]
-        return LoadedDocument(self.snapshots.get(name), tail)
+        entries = self.logs[name][self.compacted[name] :]
+        return LoadedDocument(
+            self.snapshots.get(name), [u.data for u in entries], [u.author for u in entries]
+        )
 
     async def append(self, batches: Mapping[DocumentName, Sequence[StoredUpdate]]) -> None:
         self._check()

@@ -78,6 +78,8 @@ class LoadedDocument:
 
     snapshot: bytes | None
     tail: Sequence[bytes]
+    # Who wrote each tail entry (same order); lets a room know who owns which client id.
+    tail_authors: Sequence[str | None] = ()
 
     @property
     def tail_bytes(self) -> int:

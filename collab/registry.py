@@ -166,6 +166,7 @@ class Registry:
                 journal=journal,
                 bus=self._bus,
                 size=len(loaded.snapshot or b"") + loaded.tail_bytes,
+                authored=list(zip(loaded.tail, loaded.tail_authors, strict=False)),
             )
             self._hooks.on_room_loaded(room)
         except Exception:

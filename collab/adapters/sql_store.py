@@ -105,12 +105,12 @@ class SqlStore:
             if row is None:
                 return LoadedDocument(None, [])
             snapshot, since = row
-            tail = conn.execute(
-                select(_upd.c.data)
+            rows = conn.execute(
+                select(_upd.c.data, _upd.c.author)
                 .where(_upd.c.document == name, _upd.c.seq > since)
                 .order_by(_upd.c.seq)
-            ).scalars()
-            return LoadedDocument(snapshot, list(tail))
+            ).all()
+            return LoadedDocument(snapshot, [r.data for r in rows], [r.author for r in rows])
 
     def _append(self, batches: dict[DocumentName, list[StoredUpdate]]) -> None:
         for attempt in range(3):

@@ -344,3 +344,26 @@ def test_structs_under_a_client_id_another_user_owns_are_refused() -> None:
             assert room.doc.get("state", type=Map).to_py() == {"boardLocked": True}
 
     asyncio.run(scenario())
+
+
+def test_client_id_owners_survive_a_reload_through_the_logs_authors() -> None:
+    async def scenario() -> None:
+        store = MemoryStore()
+        tutor_doc: Doc[Any] = Doc()
+        async with Registry(store, LocalBus(), hooks=ClassroomHooks()) as registry:
+            room = await registry.acquire(DocumentName("c1/class"))
+            tutor = Replica(room, TUTOR)
+            tutor.edit(lambda d: d.get("state", type=Map).update({"boardLocked": True}))
+            tutor_doc = tutor.doc
+        async with Registry(store, LocalBus(), hooks=ClassroomHooks()) as registry:
+            room = await registry.acquire(DocumentName("c1/class"))
+            assert room.index.owners[tutor_doc.client_id] == "tutor"
+            eve = Replica(room, EVE)
+            forger: Doc[Any] = Doc(client_id=tutor_doc.client_id)
+            forger.apply_update(room.doc.get_update())
+            before = forger.get_state()
+            forger.get("hands", type=Map)["eve"] = 1.0
+            eve.send(bytes(SyncUpdate(forger.get_update(before))))
+            assert room.doc.get("hands", type=Map).to_py() == {}
+
+    asyncio.run(scenario())
