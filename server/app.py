@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
@@ -16,11 +17,14 @@ from collab.registry import Registry
 
 from .classroom import ClassroomHooks
 from .db import make_engine, migrate
-from .routes.classroom import create_invite, spa_shell
+from .routes import accounts as account_routes
+from .routes import classrooms as classroom_routes
+from .routes.client import client_dir, shell
 from .routes.collab import websocket_endpoint
 from .routes.health import healthz, metrics, readyz
 from .settings import Settings
 from .state import AppState
+from .web import OriginCheck
 
 log = logging.getLogger("inkroom.server")
 
@@ -54,10 +58,36 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         WebSocketRoute("/ws/{document:path}", websocket_endpoint),
-        Route("/api/classrooms/{classroom}/invites", create_invite, methods=["POST"]),
+        *api_routes(),
     ]
-    static_dir = settings.static_dir
-    if static_dir is not None and static_dir.is_dir():
-        routes.append(Route("/c/{classroom}", spa_shell(static_dir)))
-        routes.append(Mount("/", StaticFiles(directory=static_dir, html=True)))
-    return Starlette(routes=routes, lifespan=lifespan)
+    static_dir = client_dir(settings.static_dir)
+    page = shell(static_dir)
+    routes += [Route("/", page), Route("/c/{classroom}", page), Route("/j/{code}", page)]
+    if static_dir is not None:
+        routes.append(Mount("/", StaticFiles(directory=static_dir)))
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(OriginCheck, settings=settings)],
+    )
+
+
+def api_routes() -> list[Route]:
+    a, c = account_routes, classroom_routes
+    return [
+        Route("/api/auth/me", a.me),
+        Route("/api/auth/signup", a.signup, methods=["POST"]),
+        Route("/api/auth/signin", a.signin, methods=["POST"]),
+        Route("/api/auth/signout", a.signout, methods=["POST"]),
+        Route("/api/classrooms", c.list_classrooms),
+        Route("/api/classrooms", c.create_classroom, methods=["POST"]),
+        Route("/api/classrooms/{classroom}", c.get_classroom),
+        Route("/api/classrooms/{classroom}", c.update_classroom, methods=["PATCH"]),
+        Route("/api/classrooms/{classroom}/invites", c.list_invites),
+        Route("/api/classrooms/{classroom}/invites", c.create_invite, methods=["POST"]),
+        Route("/api/classrooms/{classroom}/token", c.page_token, methods=["POST"]),
+        Route("/api/invites/{code}/revoke", c.revoke_invite, methods=["POST"]),
+        Route("/api/invites/{code}", c.revoke_invite, methods=["DELETE"]),
+        Route("/api/join/{code}", c.invite_info),
+        Route("/api/join/{code}", c.join, methods=["POST"]),
+    ]

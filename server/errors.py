@@ -22,3 +22,18 @@ class Forbidden(ServerError):
 
     close_code = CloseCode.FORBIDDEN
     status_code = 403
+
+
+class ClassroomArchived(ServerError):
+    """The classroom was archived: no new connections, open ones are ended."""
+
+    close_code = 4410
+    status_code = 410
+
+
+# Reasons sent with the close codes that end open connections (``Connections.end_*``):
+# the client shows a screen for each.
+REVOKED = "revoked"
+REMOVED = "removed"
+ARCHIVED = "archived"
+EXPIRED = "token expired"

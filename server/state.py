@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
 from collab.registry import Registry
 
+from .accounts import Directory
+from .connections import Connections, classroom_of
 from .settings import Settings
+from .web import Attempts, run
 
 
 @dataclass
@@ -18,3 +21,19 @@ class AppState:
     engine: Engine
     registry: Registry
     ready: bool = False
+    directory: Directory = field(init=False)
+    connections: Connections = field(init=False)
+    signin_by_email: Attempts = field(init=False)
+    signin_by_address: Attempts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.directory = Directory(self.engine, session_ttl=self.settings.session_ttl)
+        self.connections = Connections(self.registry)
+        s = self.settings
+        self.signin_by_email = Attempts(s.signin_attempts, s.signin_window)
+        self.signin_by_address = Attempts(s.signin_attempts * 6, s.signin_window)
+
+    async def directory_archived(self, document: str) -> bool:
+        """Whether the document's classroom is archived (closed to every connection)."""
+        classroom = await run(self.directory.classroom, classroom_of(document))
+        return classroom is not None and classroom.archived

@@ -14,7 +14,7 @@ from collab.session import serve
 
 from ..auth import authorize, verify
 from ..classroom import STAFF, class_document
-from ..errors import ServerError
+from ..errors import ClassroomArchived, ServerError
 from ..state import AppState
 from ..ws_protocol import EXTENSION
 
@@ -74,6 +74,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     try:
         claims = verify(state.secret, websocket.query_params.get("token"))
         authorize(claims, document)
+        if await state.directory_archived(document):
+            raise ClassroomArchived("archived")
     except ServerError as exc:
         # Accepted first, then closed with a 44xx code: a refusal during the handshake
         # reaches the browser as 1006, which the stock client retries forever.
@@ -84,14 +86,16 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     peer = claims.peer()
     class_name = class_document(document)
-    if class_name is None or peer.role in STAFF or peer.read_only:
-        await serve(state.registry, connection, DocumentName(document), peer)
-        return
-    # A student's board writes are judged against the live classroom document, so it
-    # stays loaded for as long as the student is connected to the board.
-    try:
-        async with state.registry.hold(class_name):
+    # Tracked, so an archive or a removal can end it (server/connections.py).
+    async with state.connections.track(claims, document, connection):
+        if class_name is None or peer.role in STAFF or peer.read_only:
             await serve(state.registry, connection, DocumentName(document), peer)
-    except CollabError as exc:  # the classroom document could not be loaded
-        log.warning("join refused: %s", exc, extra={**fields, "code": int(exc.close_code)})
-        await connection.close(exc.close_code, str(exc))
+            return
+        # A student's board writes are judged against the live classroom document, so it
+        # stays loaded for as long as the student is connected to the board.
+        try:
+            async with state.registry.hold(class_name):
+                await serve(state.registry, connection, DocumentName(document), peer)
+        except CollabError as exc:  # the classroom document could not be loaded
+            log.warning("join refused: %s", exc, extra={**fields, "code": int(exc.close_code)})
+            await connection.close(exc.close_code, str(exc))
