@@ -44,7 +44,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 state = AppState(settings, settings.signing_secret(), engine, registry)
                 app.state.inkroom = state
                 state.ready = True
-                log.info("inkroom ready", extra={"database": engine.url.render_as_string()})
+                log.info(
+                    "inkroom ready on %s",
+                    settings.public_url or f"http://{settings.host}:{settings.port}/",
+                    extra={"database": engine.url.render_as_string()},
+                )
                 try:
                     yield
                 finally:
