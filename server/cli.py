@@ -11,6 +11,7 @@ import argparse
 import errno
 import getpass
 import os
+import secrets
 import socket
 import sys
 from collections.abc import Sequence
@@ -185,12 +186,20 @@ def token(args: argparse.Namespace) -> int:
             f"no secret at {settings.secret_path().resolve()}: run this where `inkroom serve` "
             "keeps its data (--data-dir DIR), or set INKROOM_SECRET to the server's secret",
         )
-    user = args.user or f"{args.role}-{args.classroom}"
+    # Students and observers get a user id of their own unless one is given: two people
+    # sharing one id would show as one in the roster. A tutor's default id is stable.
+    role = Role(args.role)
+    if args.user:
+        user = args.user
+    elif role in (Role.STUDENT, Role.OBSERVER):
+        user = f"{role.value}-{secrets.token_hex(4)}"
+    else:
+        user = f"{role.value}-{args.classroom}"
     try:
         value = issue(
             secret,
             classroom=args.classroom,
-            role=Role(args.role),
+            role=role,
             user_id=user,
             name=args.name or user,
             ttl=args.ttl,
@@ -310,7 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument(
         "--role", required=True, choices=[r.value for r in Role], help="the role in the room"
     )
-    tok.add_argument("--user", help="user id in the room (default ROLE-CLASSROOM)")
+    tok.add_argument(
+        "--user",
+        help="user id in the room (default: a new one for each student or observer token, "
+        "tutor-CLASSROOM or admin-CLASSROOM otherwise)",
+    )
     tok.add_argument("--name", help="display name (default: the user id)")
     tok.add_argument(
         "--ttl", type=int, default=12 * 3600, help="lifetime in seconds (default 43200)"

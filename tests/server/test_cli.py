@@ -119,6 +119,12 @@ def test_token_from_another_directory_does_not_invent_a_secret(tmp_path: Path) -
     ok = inkroom("token", "--classroom", "c1", "--role", "tutor", "--data-dir", str(data))
     assert ok.returncode == 0, ok.stderr
     assert verify("s" * 64, ok.stdout.strip()).classroom == "c1"
+    # Two student tokens without --user are two people, not one.
+    a, b = (
+        inkroom("token", "--classroom", "c1", "--role", "student", "--data-dir", str(data))
+        for _ in range(2)
+    )
+    assert verify("s" * 64, a.stdout.strip()).user_id != verify("s" * 64, b.stdout.strip()).user_id
 
 
 def test_user_add_and_set_password(tmp_path: Path) -> None:
