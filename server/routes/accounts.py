@@ -87,6 +87,9 @@ async def signin(request: Request) -> Response:
         state.signin_by_email.hit(email)
         return error(401, "Wrong email or password.", "credentials")
     state.signin_by_email.clear(email)
+    previous = request.cookies.get(SESSION_COOKIE)
+    if previous:  # a new session each sign-in; the one this browser held ends
+        await run(state.directory.close_session, previous)
     return await _signed_in(state, account, status=200, as_bearer=body.get("bearer") is True)
 
 

@@ -85,7 +85,14 @@ def test_pip_install_then_serve_the_classroom_page_and_its_script(tmp_path: Path
         status, kind, script = _get(base + scripts[0].decode())
         assert status == 200
         assert "javascript" in kind
-        assert len(script) > 10_000
+        # The entry script loads the classroom page's own chunk: served too, and it is
+        # the board (yjs and all), not a stub.
+        chunks = re.findall(rb"classroom-page-[A-Za-z0-9_-]+\.js", script)
+        assert chunks, script[:500]
+        status, kind, board = _get(f"{base}/assets/{chunks[0].decode()}")
+        assert status == 200
+        assert "javascript" in kind
+        assert len(board) > 50_000
         for path in ("/", "/j/some-code"):
             status, _, same = _get(base + path)
             assert (status, same) == (200, page)

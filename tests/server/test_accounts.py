@@ -112,6 +112,18 @@ def test_signout_revokes_the_session_server_side(tutor: TestClient) -> None:
         assert other.get("/api/auth/me").json()["account"] is None
 
 
+def test_signin_rotates_the_session(tutor: TestClient) -> None:
+    before = tutor.cookies.get("inkroom_session") or ""
+    r = tutor.post("/api/auth/signin", json={"email": "ada@example.org", "password": PASSWORD})
+    assert r.status_code == 200
+    after = tutor.cookies.get("inkroom_session")
+    assert after
+    assert after != before
+    with browser(tutor.app) as other:
+        other.cookies.set("inkroom_session", before)
+        assert other.get("/api/auth/me").json()["account"] is None
+
+
 def test_signup_can_be_closed(tmp_path: Path) -> None:
     with browser(create_app(settings(tmp_path, signup_open=False))) as client:
         assert client.get("/api/auth/me").json()["signup_open"] is False
