@@ -222,6 +222,19 @@ test('roles and chrome: observers watch, tutors have no hand, hands show names a
   assert.ok(fit.stageHeight > 740 * 0.6, `the board takes most of the screen (${fit.stageHeight} px)`)
   assert.equal(fit.emoji, false, 'icons are inline SVG, not emoji')
 
+  // Held sideways (740 x 360), every control is still on screen.
+  await student.setViewportSize({ width: 740, height: 360 })
+  const sideways = await student.evaluate(() =>
+    [...document.querySelectorAll('.toolbar button')]
+      .filter((b) => {
+        const r = b.getBoundingClientRect()
+        return r.left < 0 || r.right > window.innerWidth || r.bottom > window.innerHeight
+      })
+      .map((b) => b.getAttribute('aria-label')),
+  )
+  assert.deepEqual(sideways, [])
+  await student.setViewportSize({ width: 360, height: 740 })
+
   // A raised hand shows the student's name; the panel closes on a tap outside it.
   await student.locator('[data-action="people"]').click()
   await student.locator('.app.panel-open').waitFor()
