@@ -176,12 +176,12 @@ test('roles and chrome: observers watch, tutors have no hand, hands show names a
   await signUp(home, base, { name: 'Mr Okafor', email: 'okafor@example.org' })
   const card = await newClassroom(home, 'Chemistry')
   const id = await card.getAttribute('data-id')
-  const observerLink = await home.evaluate(async (cid) => {
-    const r = await fetch(`/api/classrooms/${cid}/invites`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"role":"observer"}' })
-    return (await r.json()).url
-  }, id)
   await card.getByRole('button', { name: 'Create invite link' }).click()
-  const studentLink = await card.locator('[data-testid="invite-url"]').inputValue()
+  const studentLink = await card.locator('[data-role="student"] [data-testid="invite-url"]').inputValue()
+  await card.getByLabel('Who the link is for').selectOption('observer')
+  await card.getByRole('button', { name: 'Create another link' }).click()
+  const observerLink = await card.locator('[data-role="observer"] [data-testid="invite-url"]').inputValue()
+  assert.notEqual(observerLink, studentLink)
 
   const tutor = await page(tutorCtx)
   await tutor.goto(`${base}/c/${id}`)

@@ -142,12 +142,52 @@ function NewClassroom() {
   )
 }
 
-function InviteLink({ classroom }: { classroom: ClassroomInfo }) {
+function InviteRow({ invite, onChange }: { invite: Invite; onChange: (fn: () => Promise<unknown>) => void }) {
   const copied = useSignal(false)
-  const busy = useSignal(false)
-  const problem = useSignal<string | null>(null)
   const input = useRef<HTMLInputElement>(null)
-  const invite: Invite | undefined = classroom.invites.find((i) => i.role === 'student' && i.status === 'ok')
+  const who = invite.role === 'observer' ? 'observers (watch only)' : 'students'
+
+  async function copy() {
+    try {
+      await navigator.clipboard.writeText(invite.url)
+    } catch {
+      // Not a secure context (plain http on a LAN address): the old way still works.
+      input.current?.select()
+      document.execCommand('copy')
+    }
+    copied.value = true
+    setTimeout(() => (copied.value = false), 2000)
+  }
+
+  return (
+    <div class="invite-row" data-testid="invite" data-role={invite.role}>
+      <label class="field">
+        <span>Invite link for {who}</span>
+        <div class="copy-row">
+          <input ref={input} readOnly value={invite.url} data-testid="invite-url" onFocus={(e) => (e.currentTarget as HTMLInputElement).select()} />
+          <button class="button" type="button" onClick={copy} data-testid="copy-invite" aria-live="polite">
+            <Icon name="copy" /> {copied.value ? 'Copied' : 'Copy'}
+          </button>
+        </div>
+      </label>
+      <p class="hint">
+        Joined {invite.uses} time{invite.uses === 1 ? '' : 's'}
+        {invite.max_uses ? ` of ${invite.max_uses}` : ''}
+        {invite.expires ? `, until ${new Date(invite.expires).toLocaleString()}` : ''}.{' '}
+        <button class="link danger" type="button" data-testid="revoke-invite" onClick={() => onChange(() => api('POST', `/api/invites/${encodeURIComponent(invite.code)}/revoke`))}>
+          Turn off this link
+        </button>{' '}
+        (those who joined with it lose access)
+      </p>
+    </div>
+  )
+}
+
+function InviteLinks({ classroom }: { classroom: ClassroomInfo }) {
+  const busy = useSignal(false)
+  const role = useSignal<'student' | 'observer'>('student')
+  const problem = useSignal<string | null>(null)
+  const live = classroom.invites.filter((i) => i.status === 'ok')
 
   async function act(fn: () => Promise<unknown>) {
     busy.value = true
@@ -162,47 +202,23 @@ function InviteLink({ classroom }: { classroom: ClassroomInfo }) {
     }
   }
 
-  async function copy() {
-    if (!invite) return
-    try {
-      await navigator.clipboard.writeText(invite.url)
-    } catch {
-      // Not a secure context (plain http on a LAN address): the old way still works.
-      input.current?.select()
-      document.execCommand('copy')
-    }
-    copied.value = true
-    setTimeout(() => (copied.value = false), 2000)
-  }
-
-  if (!invite) {
-    return (
-      <div class="invite">
-        <button class="button" type="button" disabled={busy.value || !!classroom.archived} onClick={() => act(() => api('POST', `/api/classrooms/${classroom.id}/invites`, { role: 'student' }))} data-testid="create-invite">
-          <Icon name="link" /> Create invite link
-        </button>
-        <ErrorNote message={problem.value} />
-      </div>
-    )
-  }
   return (
     <div class="invite">
-      <label class="field">
-        <span>Invite link for students</span>
-        <div class="copy-row">
-          <input ref={input} readOnly value={invite.url} data-testid="invite-url" onFocus={(e) => (e.currentTarget as HTMLInputElement).select()} />
-          <button class="button" type="button" onClick={copy} data-testid="copy-invite" aria-live="polite">
-            <Icon name="copy" /> {copied.value ? 'Copied' : 'Copy'}
-          </button>
-        </div>
-      </label>
-      <p class="hint">
-        Joined {invite.uses} time{invite.uses === 1 ? '' : 's'}.{' '}
-        <button class="link danger" type="button" disabled={busy.value} data-testid="revoke-invite" onClick={() => act(() => api('POST', `/api/invites/${encodeURIComponent(invite.code)}/revoke`))}>
-          Turn off this link
-        </button>{' '}
-        (students who joined with it lose access)
-      </p>
+      {live.map((i) => (
+        <InviteRow key={i.code} invite={i} onChange={act} />
+      ))}
+      <div class="row">
+        <button class="button" type="button" disabled={busy.value} onClick={() => act(() => api('POST', `/api/classrooms/${classroom.id}/invites`, { role: role.value }))} data-testid="create-invite">
+          <Icon name="link" /> {live.length ? 'Create another link' : 'Create invite link'}
+        </button>
+        <label class="inline-select">
+          <span>for</span>
+          <select aria-label="Who the link is for" value={role.value} onChange={(e) => (role.value = (e.currentTarget as HTMLSelectElement).value as 'student' | 'observer')}>
+            <option value="student">students</option>
+            <option value="observer">observers (watch only)</option>
+          </select>
+        </label>
+      </div>
       <ErrorNote message={problem.value} />
     </div>
   )
@@ -269,7 +285,7 @@ function ClassroomCard({ classroom }: { classroom: ClassroomInfo }) {
               Archive
             </button>
           </div>
-          <InviteLink classroom={classroom} />
+          <InviteLinks classroom={classroom} />
         </>
       )}
       <ErrorNote message={problem.value} />
