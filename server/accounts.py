@@ -330,6 +330,10 @@ class Directory:
             row = conn.execute(account_table.select().where(account_table.c.email == email)).first()
         return _account(row) if row else None
 
+    def has_accounts(self) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(account_table.c.id).limit(1)).first() is not None
+
     def accounts(self) -> list[Account]:
         with self.engine.connect() as conn:
             rows = conn.execute(account_table.select().order_by(account_table.c.id)).all()

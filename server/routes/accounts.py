@@ -33,6 +33,9 @@ async def me(request: Request) -> Response:
     except InvalidToken as exc:
         return error(401, str(exc), "signin")
     body: dict[str, object] = {"account": None, "signup_open": state.settings.signup_open}
+    if who is None:
+        # A server with no account yet greets its first tutor with the sign-up form.
+        body["first_run"] = not await run(state.directory.has_accounts)
     if who is not None and who.account is not None:
         body["account"] = who.account.public()
     elif who is not None and who.claims is not None:

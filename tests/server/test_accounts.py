@@ -78,6 +78,14 @@ def _cookie(response: httpx.Response, name: str) -> SimpleCookie:
 # -- cookies and sessions -------------------------------------------------------------
 
 
+def test_first_run_is_reported_until_an_account_exists(app_settings: Settings) -> None:
+    with browser(create_app(app_settings)) as client:
+        assert client.get("/api/auth/me").json()["first_run"] is True
+        client.post("/api/auth/signup", json={"email": "a@b.org", "password": PASSWORD})
+        client.post("/api/auth/signout")
+        assert client.get("/api/auth/me").json()["first_run"] is False
+
+
 def test_session_cookie_is_httponly_samesite_lax_and_not_secure_over_http(
     app_settings: Settings,
 ) -> None:

@@ -9,13 +9,15 @@ import { ErrorNote, Field, Icon, Screen } from './common'
 
 const account = signal<Account | null | undefined>(undefined)
 const signupOpen = signal(true)
+const firstRun = signal(false)
 const classrooms = signal<ClassroomInfo[]>([])
 const loadError = signal<string | null>(null)
 
 async function loadMe(): Promise<void> {
   try {
-    const me = await api<{ account: Account | null; signup_open: boolean }>('GET', '/api/auth/me')
+    const me = await api<{ account: Account | null; signup_open: boolean; first_run?: boolean }>('GET', '/api/auth/me')
     signupOpen.value = me.signup_open
+    firstRun.value = !!me.first_run
     account.value = me.account
     if (me.account) await loadClassrooms()
   } catch (e) {
@@ -36,7 +38,7 @@ function replace(updated: ClassroomInfo): void {
 // -- signed out -----------------------------------------------------------------------
 
 function AuthForm() {
-  const mode = useSignal<'signin' | 'signup'>('signin')
+  const mode = useSignal<'signin' | 'signup'>(firstRun.value && signupOpen.value ? 'signup' : 'signin')
   const name = useSignal('')
   const email = useSignal('')
   const password = useSignal('')
@@ -53,6 +55,7 @@ function AuthForm() {
       const body = signup ? { name: name.value, email: email.value, password: password.value } : { email: email.value, password: password.value }
       const r = await api<{ account: Account }>('POST', path, body)
       password.value = ''
+      firstRun.value = false
       await loadClassrooms()
       account.value = r.account
     } catch (err) {
