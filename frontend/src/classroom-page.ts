@@ -64,6 +64,7 @@ function start(mount: HTMLElement, session: Session, renewable: boolean): void {
   }
   const keeper = new TokenKeeper(
     session.classroom,
+    session.userId,
     session.token,
     (token) => {
       rememberToken(session.classroom, token)

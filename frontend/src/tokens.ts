@@ -38,6 +38,8 @@ export class TokenKeeper {
 
   constructor(
     readonly classroom: string,
+    /** Renewals must be for this user: the page never changes who it is mid-lesson. */
+    readonly userId: string,
     public token: string,
     private onToken: (token: string) => void,
     private onRefused: (r: Refusal) => void,
@@ -77,6 +79,12 @@ export class TokenKeeper {
   private async fetch(): Promise<string | null> {
     try {
       const fresh = await api<PageToken>('POST', `/api/classrooms/${encodeURIComponent(this.classroom)}/token`)
+      if (decodeClaims(fresh.token)?.sub !== this.userId) {
+        // A CLI link opened in a browser that is signed in as someone else: keep the
+        // link's own token until it runs out.
+        this.stop()
+        return null
+      }
       this.failures = 0
       this.token = fresh.token
       this.onToken(fresh.token)
