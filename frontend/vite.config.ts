@@ -1,8 +1,11 @@
 import { defineConfig } from 'vite'
 
-// Served by `inkroom serve --static-dir frontend/dist` at `/`, and as the SPA for `/c/{classroom}`.
+// Built into dist/, which `pip install .` copies into the Python package (setup.py); the
+// server serves it at `/`, `/c/{classroom}` and `/j/{code}`.
 export default defineConfig({
   base: '/',
+  // Preact's automatic JSX runtime for the screens (src/screens); the board has no JSX.
+  oxc: { jsx: { runtime: 'automatic', importSource: 'preact' } },
   build: {
     outDir: 'dist',
     emptyOutDir: true,
@@ -16,5 +19,9 @@ export default defineConfig({
       '/ws': { target: 'ws://127.0.0.1:8000', ws: true },
       '/api': 'http://127.0.0.1:8000',
     },
+  },
+  test: {
+    include: ['test/**/*.test.ts'],
+    environment: 'node',
   },
 })

@@ -19,12 +19,15 @@ from .billing_gate import billing_lifespan
 from .classroom import ClassroomHooks
 from .db import make_engine, migrate
 from .headers import SecurityHeaders
+from .routes import accounts as account_routes
+from .routes import classrooms as classroom_routes
 from .routes.billing import billing_routes
-from .routes.classroom import create_invite, spa_shell
+from .routes.client import client_dir, shell
 from .routes.collab import websocket_endpoint
 from .routes.health import healthz, metrics, readyz
 from .settings import Settings
 from .state import AppState
+from .web import OriginCheck
 
 log = logging.getLogger("inkroom.server")
 
@@ -45,7 +48,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 state.billing = billing
                 app.state.inkroom = state
                 state.ready = True
-                log.info("inkroom ready", extra={"database": engine.url.render_as_string()})
+                log.info(
+                    "inkroom ready on %s",
+                    settings.public_url or f"http://{settings.host}:{settings.port}/",
+                    extra={"database": engine.url.render_as_string()},
+                )
                 try:
                     yield
                 finally:
@@ -59,11 +66,37 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         WebSocketRoute("/ws/{document:path}", websocket_endpoint),
-        Route("/api/classrooms/{classroom}/invites", create_invite, methods=["POST"]),
+        *api_routes(),
         *billing_routes(),
     ]
-    static_dir = settings.static_dir
-    if static_dir is not None and static_dir.is_dir():
-        routes.append(Route("/c/{classroom}", spa_shell(static_dir)))
-        routes.append(Mount("/", StaticFiles(directory=static_dir, html=True)))
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
+    static_dir = client_dir(settings.static_dir)
+    page = shell(static_dir)
+    routes += [Route("/", page), Route("/c/{classroom}", page), Route("/j/{code}", page)]
+    if static_dir is not None:
+        routes.append(Mount("/", StaticFiles(directory=static_dir)))
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders), Middleware(OriginCheck, settings=settings)],
+    )
+
+
+def api_routes() -> list[Route]:
+    a, c = account_routes, classroom_routes
+    return [
+        Route("/api/auth/me", a.me),
+        Route("/api/auth/signup", a.signup, methods=["POST"]),
+        Route("/api/auth/signin", a.signin, methods=["POST"]),
+        Route("/api/auth/signout", a.signout, methods=["POST"]),
+        Route("/api/classrooms", c.list_classrooms),
+        Route("/api/classrooms", c.create_classroom, methods=["POST"]),
+        Route("/api/classrooms/{classroom}", c.get_classroom),
+        Route("/api/classrooms/{classroom}", c.update_classroom, methods=["PATCH"]),
+        Route("/api/classrooms/{classroom}/invites", c.list_invites),
+        Route("/api/classrooms/{classroom}/invites", c.create_invite, methods=["POST"]),
+        Route("/api/classrooms/{classroom}/token", c.page_token, methods=["POST"]),
+        Route("/api/invites/{code}/revoke", c.revoke_invite, methods=["POST"]),
+        Route("/api/invites/{code}", c.revoke_invite, methods=["DELETE"]),
+        Route("/api/join/{code}", c.invite_info),
+        Route("/api/join/{code}", c.join, methods=["POST"]),
+    ]

@@ -1,14 +1,31 @@
-"""``inkroom serve`` and ``inkroom token``."""
+"""``inkroom serve``, ``inkroom token`` and ``inkroom user``.
+
+Operator errors (a data dir that cannot be written, a port in use, a database that does
+not answer, no secret) end with one plain line on stderr saying what, where and what to
+do, and a non-zero exit status; never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import getpass
+import os
+import secrets
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .auth import Role, issue
 from .settings import Settings
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class StartupError(Exception):
+    """What went wrong, in one line an operator can act on."""
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -17,14 +34,98 @@ def _settings(args: argparse.Namespace) -> Settings:
         for k, v in {
             "host": getattr(args, "host", None),
             "port": getattr(args, "port", None),
-            "data_dir": args.data_dir,
+            "data_dir": getattr(args, "data_dir", None),
             "database_url": getattr(args, "database_url", None),
             "redis_url": getattr(args, "redis_url", None),
             "static_dir": getattr(args, "static_dir", None),
+            "public_url": getattr(args, "public_url", None),
         }.items()
         if v is not None
     }
     return Settings(**overrides)
+
+
+def _fail(command: str, message: str, status: int = EXIT_FAILURE) -> int:
+    print(f"inkroom {command}: {message}", file=sys.stderr)
+    return status
+
+
+def check_data_dir(settings: Settings) -> None:
+    """The data dir exists (created if needed) and is writable, unless a database URL
+    means it only holds the secret, which then must be readable."""
+    path = settings.data_dir.resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot create the data directory {path} ({exc.strerror}); "
+            "pick another with --data-dir or fix its permissions"
+        ) from None
+    probe = path / ".inkroom-write-check"
+    try:
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise StartupError(
+            f"cannot write to the data directory {path} ({exc.strerror}); "
+            "pick another with --data-dir or fix its permissions"
+        ) from None
+
+
+def check_static_dir(settings: Settings) -> None:
+    if settings.static_dir is not None and not (settings.static_dir / "index.html").is_file():
+        raise StartupError(
+            f"--static-dir {settings.static_dir.resolve()} has no index.html; build the "
+            "client (scripts/frontend) or leave the option out to use the packaged one"
+        )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Binds the listening socket before anything starts, so "ready" means reachable."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(
+                f"port {port} on {host} is already in use; stop what uses it or pick "
+                "another with --port"
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise StartupError(
+                f"not allowed to listen on port {port} on {host}; use a port above 1023"
+            ) from None
+        raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def check_database(settings: Settings) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .db import make_engine, migrate
+
+    try:
+        engine = make_engine(settings.sql_url)
+        try:
+            migrate(engine)
+        finally:
+            engine.dispose()
+    except (SQLAlchemyError, OSError) as exc:
+        where = (
+            settings.database_url.split("@")[-1]
+            if settings.database_url
+            else str((settings.data_dir / "inkroom.db").resolve())
+        )
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+        raise StartupError(
+            f"cannot open the database at {where} ({detail}); check --database-url, "
+            "that the database is running, and its permissions"
+        ) from None
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -33,16 +134,32 @@ def serve(args: argparse.Namespace) -> int:
     from . import logs
     from .app import create_app
     from .http_protocol import uvicorn_options
+    from .routes.client import client_dir
     from .ws_protocol import InkroomWebSocketProtocol
 
     settings = _settings(args)
     logs.configure(settings.log_level, json_lines=settings.log_json)
+    try:
+        check_static_dir(settings)
+        check_data_dir(settings)
+        sock = bind(settings.host, settings.port)
+    except StartupError as exc:
+        return _fail("serve", str(exc))
+    try:
+        try:
+            settings.signing_secret()
+        except (RuntimeError, OSError) as exc:
+            raise StartupError(str(exc)) from None
+        check_database(settings)
+    except StartupError as exc:
+        sock.close()
+        return _fail("serve", str(exc))
     if settings.redis_url:
         print("inkroom: --redis-url is not supported yet; running single-node", file=sys.stderr)
-    uvicorn.run(
+    if client_dir(settings.static_dir) is None:
+        print("inkroom: no web client in this installation (see scripts/frontend)", file=sys.stderr)
+    config = uvicorn.Config(
         create_app(settings),
-        host=settings.host,
-        port=settings.port,
         log_config=None,
         # The access log would print the query string, and the token travels there.
         access_log=False,
@@ -54,55 +171,206 @@ def serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=15,
         **uvicorn_options(),
     )
-    return 0
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0 if server.started else EXIT_FAILURE
 
 
 def token(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    user = args.user or f"{args.role}-{args.classroom}"
+    secret = settings.existing_secret()
+    if secret is None:
+        return _fail(
+            "token",
+            f"no secret at {settings.secret_path().resolve()}: run this where `inkroom serve` "
+            "keeps its data (--data-dir DIR), or set INKROOM_SECRET to the server's secret",
+        )
+    # Students and observers get a user id of their own unless one is given: two people
+    # sharing one id would show as one in the roster. A tutor's default id is stable.
+    role = Role(args.role)
+    if args.user:
+        user = args.user
+    elif role in (Role.STUDENT, Role.OBSERVER):
+        user = f"{role.value}-{secrets.token_hex(4)}"
+    else:
+        user = f"{role.value}-{args.classroom}"
     try:
         value = issue(
-            settings.signing_secret(),
+            secret,
             classroom=args.classroom,
-            role=Role(args.role),
+            role=role,
             user_id=user,
             name=args.name or user,
             ttl=args.ttl,
         )
     except ValueError as exc:
-        print(f"inkroom token: {exc}", file=sys.stderr)
-        return 2
+        return _fail("token", str(exc), EXIT_USAGE)
     print(value)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="inkroom", description="Inkroom classroom server")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    env = os.environ.get("INKROOM_PASSWORD")
+    if env:
+        return env
+    if not sys.stdin.isatty():
+        raise StartupError("no password: pass --password-stdin, or run in a terminal")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Password again: "):
+        raise StartupError("the two passwords differ")
+    return first
 
-    run = sub.add_parser("serve", help="run the server (SQLite under the data dir by default)")
-    run.add_argument("--host")
-    run.add_argument("--port", type=int)
-    run.add_argument("--data-dir", type=Path)
-    run.add_argument("--database-url")
-    run.add_argument("--redis-url")
-    run.add_argument("--static-dir", type=Path)
+
+def user(args: argparse.Namespace) -> int:
+    from .accounts import AccountError, Directory
+    from .db import make_engine
+
+    settings = _settings(args)
+    try:
+        check_data_dir(settings)
+        check_database(settings)
+    except StartupError as exc:
+        return _fail("user", str(exc))
+    engine = make_engine(settings.sql_url)
+    directory = Directory(engine)
+    try:
+        if args.user_command == "list":
+            for a in directory.accounts():
+                print(f"{a.email}\t{a.role}\t{a.name}")
+            return 0
+        if args.user_command == "add":
+            account = directory.create_account(
+                args.email, _password(args), role=args.role, name=args.name or ""
+            )
+            print(f"added {account.role} {account.email}")
+            return 0
+        if args.user_command == "set-password":
+            account = directory.set_password(args.email, _password(args))
+            print(f"password set for {account.email}; its sessions were signed out")
+            return 0
+        if args.user_command == "set-role":
+            account = directory.set_role(args.email, args.role)
+            print(f"{account.email} is now {account.role}")
+            return 0
+    except (AccountError, StartupError) as exc:
+        return _fail("user", str(exc))
+    finally:
+        engine.dispose()
+    return EXIT_USAGE
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the SQLite database and the secret live (default ./data; env INKROOM_DATA_DIR)",
+    )
+    p.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="postgresql://... instead of SQLite in the data dir (env INKROOM_DATABASE_URL)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inkroom",
+        description="Inkroom classroom server. Every option is also an INKROOM_* "
+        "environment variable.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "serve",
+        help="run the server (SQLite under the data dir by default)",
+        description="Runs the server: the web client at /, the API under /api, "
+        "WebSockets under /ws.",
+    )
+    run.add_argument("--host", help="address to listen on (default 127.0.0.1; env INKROOM_HOST)")
+    run.add_argument("--port", type=int, help="port to listen on (default 8000; env INKROOM_PORT)")
+    _common(run)
+    run.add_argument(
+        "--redis-url", metavar="URL", help="reserved for multi-node; not supported yet"
+    )
+    run.add_argument(
+        "--static-dir",
+        type=Path,
+        metavar="DIR",
+        help="serve the web client from this built directory instead of the packaged one",
+    )
+    run.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the address people use, e.g. https://class.example.org: invite links, "
+        "allowed Origin, Secure cookies (env INKROOM_PUBLIC_URL)",
+    )
     run.set_defaults(func=serve)
 
-    tok = sub.add_parser("token", help="print a signed access token")
-    tok.add_argument("--classroom", required=True)
-    tok.add_argument("--role", required=True, choices=[r.value for r in Role])
-    tok.add_argument("--user")
-    tok.add_argument("--name")
-    tok.add_argument("--ttl", type=int, default=12 * 3600)
-    tok.add_argument("--data-dir", type=Path)
+    tok = sub.add_parser(
+        "token",
+        help="print a signed access token (for scripts and tests)",
+        description="Prints a signed access token, with the secret of the server's data dir.",
+    )
+    tok.add_argument("--classroom", required=True, help="the classroom id the token opens")
+    tok.add_argument(
+        "--role", required=True, choices=[r.value for r in Role], help="the role in the room"
+    )
+    tok.add_argument(
+        "--user",
+        help="user id in the room (default: a new one for each student or observer token, "
+        "tutor-CLASSROOM or admin-CLASSROOM otherwise)",
+    )
+    tok.add_argument("--name", help="display name (default: the user id)")
+    tok.add_argument(
+        "--ttl", type=int, default=12 * 3600, help="lifetime in seconds (default 43200)"
+    )
+    tok.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="the server's data dir, which holds its secret (default ./data)",
+    )
     tok.set_defaults(func=token)
+
+    usr = sub.add_parser("user", help="manage tutor and admin accounts")
+    usr_sub = usr.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    add = usr_sub.add_parser("add", help="create an account (asks for its password)")
+    add.add_argument("--email", required=True, help="the account's email, used to sign in")
+    add.add_argument("--role", choices=["tutor", "admin"], default="tutor", help="default tutor")
+    add.add_argument("--name", help="display name in classrooms (default: the email's name)")
+    setpw = usr_sub.add_parser(
+        "set-password", help="set an account's password and sign it out everywhere"
+    )
+    setpw.add_argument("--email", required=True, help="the account's email")
+    role = usr_sub.add_parser("set-role", help="make an account tutor or admin")
+    role.add_argument("--email", required=True, help="the account's email")
+    role.add_argument("--role", required=True, choices=["tutor", "admin"], help="the new role")
+    usr_sub.add_parser("list", help="list accounts (email, role, name)")
+    for p in (add, setpw):
+        p.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="read the password from the first line of stdin (else asked twice, or "
+            "env INKROOM_PASSWORD)",
+        )
+    for p in (add, setpw, role, usr_sub.choices["list"]):
+        _common(p)
+    usr.set_defaults(func=user)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
     return result
 
 

@@ -36,3 +36,18 @@ class QuotaExceeded(ServerError):
 
     close_code = CloseCode.TOO_MANY
     status_code = 429
+
+
+class ClassroomArchived(ServerError):
+    """The classroom was archived: no new connections, open ones are ended."""
+
+    close_code = 4410
+    status_code = 410
+
+
+# Reasons sent with the close codes that end open connections (``Connections.end_*``):
+# the client shows a screen for each.
+REVOKED = "revoked"
+REMOVED = "removed"
+ARCHIVED = "archived"
+EXPIRED = "token expired"

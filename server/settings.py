@@ -51,6 +51,18 @@ class Settings(BaseSettings):
     billing_grace_days: float = 7.0
     billing_reconcile_interval: float = 3600.0
     billing_outbox_interval: float = 2.0
+    # Accounts and invite links.
+    # The address people use (https://class.example.org): absolute invite links, the
+    # allowed Origin of state-changing requests, and Secure cookies when it is https.
+    public_url: str | None = None
+    signup_open: bool = True
+    # Lifetime of the access tokens the web page holds; it renews them well before expiry.
+    page_token_ttl: int = 3600
+    session_ttl: int = 30 * 24 * 3600
+    # Sign-in: at most this many failed attempts per email, and 6x as many attempts per
+    # client address, within the window (seconds).
+    signin_attempts: int = 5
+    signin_window: float = 900.0
 
     @property
     def sql_url(self) -> str:
@@ -72,6 +84,22 @@ class Settings(BaseSettings):
             compact_after_updates=self.compact_after_updates,
         )
 
+    @property
+    def secure_cookies(self) -> bool:
+        return bool(self.public_url and self.public_url.lower().startswith("https://"))
+
+    def secret_path(self) -> Path:
+        return self.data_dir / "secret.key"
+
+    def existing_secret(self) -> str | None:
+        """``INKROOM_SECRET`` or the data dir's secret, without ever creating one."""
+        if self.secret:
+            return self.secret
+        try:
+            return self.secret_path().read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
     def signing_secret(self) -> str:
         """``INKROOM_SECRET``, else a random secret generated once and kept in the data dir.
 
@@ -82,7 +110,7 @@ class Settings(BaseSettings):
             return self.secret
         if self.env == "production":
             raise RuntimeError("INKROOM_SECRET must be set when INKROOM_ENV=production")
-        path = self.data_dir / "secret.key"
+        path = self.secret_path()
         try:
             return path.read_text().strip()
         except FileNotFoundError:

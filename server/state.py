@@ -9,8 +9,11 @@ from sqlalchemy import Engine
 
 from collab.registry import Registry
 
+from .accounts import Directory
+from .connections import Connections, classroom_of
 from .quotas import ConnectionQuotas
 from .settings import Settings
+from .web import Attempts, run
 
 if TYPE_CHECKING:
     from .billing_gate import BillingGate
@@ -25,3 +28,19 @@ class AppState:
     ready: bool = False
     quotas: ConnectionQuotas = field(default_factory=ConnectionQuotas)
     billing: BillingGate | None = None
+    directory: Directory = field(init=False)
+    connections: Connections = field(init=False)
+    signin_by_email: Attempts = field(init=False)
+    signin_by_address: Attempts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.directory = Directory(self.engine, session_ttl=self.settings.session_ttl)
+        self.connections = Connections(self.registry)
+        s = self.settings
+        self.signin_by_email = Attempts(s.signin_attempts, s.signin_window)
+        self.signin_by_address = Attempts(s.signin_attempts * 6, s.signin_window)
+
+    async def directory_archived(self, document: str) -> bool:
+        """Whether the document's classroom is archived (closed to every connection)."""
+        classroom = await run(self.directory.classroom, classroom_of(document))
+        return classroom is not None and classroom.archived

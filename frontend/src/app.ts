@@ -9,6 +9,7 @@ import { CursorPublisher, type CursorState, qualityOf, rosterOf, userColour } fr
 import { type Session, canDraw, isTeacher } from './session'
 import { DRAWING_TOOLS, type Tool, Tools } from './tools'
 import { type Chrome, COLOURS, WIDTHS, buildChrome, h, renderChat, renderRoster } from './ui'
+import { iconEl } from './icons'
 import { download, pagePng, pageSvg } from './export'
 
 export class App {
@@ -33,12 +34,14 @@ export class App {
     mount: HTMLElement,
     readonly session: Session,
     serverUrl: string,
+    opts: { onClosed?: (code: number, reason: string) => void } = {},
   ) {
     this.board = new Board(this.boardDoc)
     this.classroom = new Classroom(this.classDoc)
     const store = (doc: string) => `inkroom:${session.userId}:${session.classroom}/${doc}`
-    this.boardLink = new Link({ serverUrl, name: `${session.classroom}/board`, doc: this.boardDoc, token: session.token, storeName: store('board') })
-    this.classLink = new Link({ serverUrl, name: `${session.classroom}/class`, doc: this.classDoc, token: session.token, storeName: store('class') })
+    const onClosed = opts.onClosed
+    this.boardLink = new Link({ serverUrl, name: `${session.classroom}/board`, doc: this.boardDoc, token: session.token, storeName: store('board'), onClosed })
+    this.classLink = new Link({ serverUrl, name: `${session.classroom}/class`, doc: this.classDoc, token: session.token, storeName: store('class'), onClosed })
     this.chrome = buildChrome(mount, session)
     this.chrome.root.dataset.role = session.role
     this.renderer = new Renderer(this.chrome.stage, this.board)
@@ -77,6 +80,21 @@ export class App {
     this.renderer.invalidate(true)
     this.boardLink.connect()
     this.classLink.connect()
+  }
+
+  /** A renewed token: used for every later connection (and at once after a 4401). */
+  setToken(token: string, reconnect = false): void {
+    this.token = token
+    this.boardLink.setToken(token, reconnect)
+    this.classLink.setToken(token, reconnect)
+  }
+
+  token = ''
+
+  destroy(): void {
+    window.removeEventListener('keydown', this.keyHandler)
+    this.boardLink.destroy()
+    this.classLink.destroy()
   }
 
   canDraw(): boolean {
@@ -211,23 +229,32 @@ export class App {
   }
 
   private refreshRoster(): void {
-    const hands = new Map(this.classroom.raisedHands())
-    renderRoster(this.chrome.roster, rosterOf(this.classLink.awareness), hands)
+    const raised = this.classroom.raisedHands()
+    const hands = new Map(raised.map((r) => [r.userId, r]))
+    const roster = rosterOf(this.classLink.awareness)
+    renderRoster(this.chrome.roster, roster, hands)
     const names = this.names()
+    const teacher = isTeacher(this.session.role)
     this.chrome.hands.replaceChildren(
-      ...[...hands.keys()].map((u) =>
+      ...raised.map((r) =>
         h(
           'li',
-          { 'data-user': u },
-          `✋ ${names.get(u) ?? u}`,
-          isTeacher(this.session.role) ? h('button', { 'data-action': 'lower-hand', 'data-user': u, text: 'Lower' }) : null,
+          { 'data-user': r.userId },
+          iconEl('hand'),
+          h('span', { class: 'who', text: names.get(r.userId) ?? (r.name || 'A student') }),
+          teacher ? h('button', { type: 'button', 'data-action': 'lower-hand', 'data-user': r.userId, text: 'Lower' }) : null,
         ),
       ),
     )
+    this.chrome.root.dataset.hands = String(raised.length)
     const mine = hands.has(this.session.userId)
-    this.chrome.handButton.textContent = mine ? '✋ Lower hand' : '✋ Raise hand'
+    const label = this.chrome.handButton.querySelector('.label')
+    if (label) label.textContent = mine ? 'Lower hand' : 'Raise hand'
     this.chrome.handButton.setAttribute('aria-pressed', String(mine))
-    this.chrome.peopleButton.textContent = `👥${rosterOf(this.classLink.awareness).length}${hands.size ? ' ✋' + hands.size : ''}`
+    const people = this.chrome.peopleButton
+    people.replaceChildren(iconEl('people'), h('span', { class: 'count', text: String(roster.length) }))
+    if (hands.size) people.append(iconEl('hand'), h('span', { class: 'count', text: String(hands.size) }))
+    people.setAttribute('aria-label', `People and chat: ${roster.length} here${hands.size ? `, ${hands.size} hand${hands.size === 1 ? '' : 's'} raised` : ''}`)
     this.renderRemote()
   }
 
@@ -358,10 +385,18 @@ export class App {
       this.undo.stopCapturing()
       this.setPage(this.board.addPage(this.page))
     })
-    c.peopleButton.addEventListener('click', () => c.root.classList.toggle('panel-open'))
+    const panel = (open: boolean) => {
+      c.root.classList.toggle('panel-open', open)
+      c.peopleButton.setAttribute('aria-expanded', String(open))
+    }
+    c.peopleButton.addEventListener('click', () => panel(!c.root.classList.contains('panel-open')))
+    c.scrim.addEventListener('pointerdown', (e) => {
+      e.preventDefault()
+      panel(false)
+    })
     c.handButton.addEventListener('click', () => {
       const up = !this.classroom.hands.has(this.session.userId)
-      this.classroom.raiseHand(this.session.userId, up)
+      this.classroom.raiseHand(this.session.userId, up, this.session.name)
     })
     c.hands.addEventListener('click', (e) => {
       const b = (e.target as HTMLElement).closest<HTMLElement>('[data-action="lower-hand"]')
@@ -370,7 +405,14 @@ export class App {
     c.teacher.hidden = !isTeacher(this.session.role)
     c.lock.addEventListener('change', () => this.classroom.setBoardLocked(c.lock.checked))
     c.follow.addEventListener('change', () => this.classroom.setFollowMe(c.follow.checked ? this.currentView() : null))
-    c.clear.addEventListener('click', () => this.clearPage())
+    c.clear.addEventListener('click', () => {
+      if (!this.board.idsOnPage(this.page).length) return
+      c.confirmClear.showModal()
+    })
+    c.confirmClear.addEventListener('close', () => {
+      if (c.confirmClear.returnValue === 'clear') this.clearPage()
+      c.confirmClear.returnValue = ''
+    })
     c.chatForm.addEventListener('submit', (e) => {
       e.preventDefault()
       this.classroom.say(this.session.userId, this.session.name, c.chatInput.value)
@@ -382,8 +424,10 @@ export class App {
     c.exportSvg.addEventListener('click', () => {
       download(new Blob([pageSvg(this.board, this.page)], { type: 'image/svg+xml' }), `${this.session.classroom}-${this.page}.svg`)
     })
-    window.addEventListener('keydown', (e) => this.onKey(e))
+    window.addEventListener('keydown', this.keyHandler)
   }
+
+  private keyHandler = (e: KeyboardEvent): void => this.onKey(e)
 
   private onKey(e: KeyboardEvent): void {
     const target = e.target as HTMLElement

@@ -1,7 +1,9 @@
 // The classroom document `{classroom}/class`. The server reads it, so the names are fixed:
 //   state: Y.Map  boardLocked: boolean, followMe: null | {userId, pageId, x, y, zoom},
 //                 clearedAt?: number            (tutors and admins only may write it)
-//   hands: Y.Map  userId -> timestamp (present = raised)
+//   hands: Y.Map  userId -> {t: timestamp, n: name} (present = raised; older clients
+//                 wrote a bare timestamp). The server deletes a student's entry when
+//                 they leave.
 //   chat:  Y.Array of {id, userId, name, text, ts}
 
 import * as Y from 'yjs'
@@ -27,10 +29,24 @@ export interface ChatMessage {
 
 export const CHAT_MAX_CHARS = 500
 
+export interface RaisedHand {
+  userId: string
+  t: number
+  name: string
+}
+
+export function raisedHand(userId: string, value: unknown): RaisedHand {
+  if (value && typeof value === 'object') {
+    const o = value as Record<string, unknown>
+    return { userId, t: Number(o.t) || 0, name: typeof o.n === 'string' ? o.n : '' }
+  }
+  return { userId, t: Number(value) || 0, name: '' }
+}
+
 export class Classroom {
   readonly doc: Y.Doc
   readonly state: Y.Map<unknown>
-  readonly hands: Y.Map<number>
+  readonly hands: Y.Map<unknown>
   readonly chat: Y.Array<ChatMessage>
 
   constructor(doc: Y.Doc) {
@@ -71,15 +87,16 @@ export class Classroom {
     this.doc.transact(() => this.state.set('clearedAt', Date.now()), LOCAL)
   }
 
-  raiseHand(userId: string, up: boolean): void {
+  raiseHand(userId: string, up: boolean, name = ''): void {
     this.doc.transact(() => {
-      if (up) this.hands.set(userId, Date.now())
+      if (up) this.hands.set(userId, { t: Date.now(), n: name })
       else this.hands.delete(userId)
     }, LOCAL)
   }
 
-  raisedHands(): Array<[string, number]> {
-    return [...this.hands.entries()].sort((a, b) => a[1] - b[1])
+  /** Raised hands, oldest first: who, since when, and the name they raised it with. */
+  raisedHands(): RaisedHand[] {
+    return [...this.hands.entries()].map(([userId, v]) => raisedHand(userId, v)).sort((a, b) => a.t - b.t)
   }
 
   say(userId: string, name: string, text: string): void {

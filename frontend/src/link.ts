@@ -67,6 +67,8 @@ export class Link {
     doc: Y.Doc
     token: string
     storeName: string | null
+    /** A permanent close (44xx). 4401 (token expired) waits for `setToken`. */
+    onClosed?: (code: number, reason: string) => void
   }) {
     this.doc = opts.doc
     this.name = opts.name
@@ -104,7 +106,14 @@ export class Link {
       }
     })
     this.provider.on('closed', (ev: { code: number; reason: string }) => {
-      this.set({ status: 'refused', refused: ev.reason || `closed with code ${ev.code}` })
+      if (ev.code === 4401) {
+        // The token ran out: not a refusal yet. The page renews it and calls setToken.
+        this.waitingForToken = true
+        this.set({ status: 'connecting' })
+      } else {
+        this.set({ status: 'refused', refused: ev.reason || `closed with code ${ev.code}` })
+      }
+      opts.onClosed?.(ev.code, ev.reason)
     })
     this.tick = window.setInterval(() => this.onTick(), 500)
     window.addEventListener('online', this.onOnline)
@@ -112,8 +121,19 @@ export class Link {
   }
 
   connect(): void {
-    this.set({ status: 'connecting' })
+    this.set({ status: 'connecting', refused: null })
     this.provider.connect()
+  }
+
+  private waitingForToken = false
+
+  /** The token for the next (re)connection; reconnects now if a 4401 stopped the link. */
+  setToken(token: string, reconnect = false): void {
+    this.provider.params.token = token
+    if (this.waitingForToken || (reconnect && !this.provider.wsconnected && !this.provider.wsconnecting)) {
+      this.waitingForToken = false
+      this.connect()
+    }
   }
 
   onChange(fn: (s: LinkState) => void): () => void {

@@ -1,7 +1,10 @@
+// Routes: `/` the tutor's home, `/j/{code}` the join screen (both Preact), `/c/{C}` the
+// classroom (the framework-free board). Each route loads only its own code.
+
 import './style.css'
-import { App } from './app'
-import { sessionFromLocation } from './session'
-import { renderError } from './ui'
+import './screens.css'
+import type { App } from './app'
+import { CLASSROOM_PATH, JOIN_PATH } from './session'
 
 declare global {
   interface Window {
@@ -10,21 +13,27 @@ declare global {
 }
 
 const mount = document.getElementById('app')!
-const session = sessionFromLocation(window.location, window.localStorage)
-if ('error' in session) {
-  renderError(mount, session.error)
-} else {
-  // Keep the token out of the address bar (screenshots, shoulder surfers); it is remembered.
-  if (new URLSearchParams(window.location.search).has('token')) {
-    history.replaceState(null, '', window.location.pathname)
+const path = window.location.pathname
+
+async function route(): Promise<void> {
+  const join = JOIN_PATH.exec(path)
+  const classroom = CLASSROOM_PATH.exec(path)
+  if (classroom) {
+    const { openClassroom } = await import('./classroom-page')
+    await openClassroom(mount, classroom[1])
+  } else if (join) {
+    const { renderJoin } = await import('./screens/join')
+    renderJoin(mount, join[1])
+  } else if (path === '/' || path === '/index.html') {
+    const { renderHome } = await import('./screens/home')
+    renderHome(mount)
+  } else {
+    const { renderRefusal } = await import('./screens/refusal')
+    renderRefusal(mount, 'not-found')
   }
-  document.title = `${session.classroom} · Inkroom`
-  const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws'
-  const app = new App(mount, session, `${scheme}://${window.location.host}/ws`)
-  // Tests and the benchmark read the documents through this handle.
-  window.inkroom = app
-  void app.start()
 }
+
+void route()
 
 if ('serviceWorker' in navigator && import.meta.env.PROD) {
   window.addEventListener('load', () => {

@@ -1,4 +1,4 @@
-// Who am I and which classroom: from `/c/{classroom}?token=TOKEN`.
+// Who am I and which classroom: from the page's token (`/c/{classroom}`).
 // The token is a JWT; the browser reads its claims without verifying (the server does).
 
 export type Role = 'tutor' | 'student' | 'observer' | 'admin'
@@ -30,35 +30,37 @@ export function decodeClaims(token: string): Record<string, unknown> | null {
 
 const storageKey = (classroom: string) => `inkroom.token.${classroom}`
 
-/**
- * Reads the session from the location. A token in the URL is remembered per classroom
- * (so an offline reload of `/c/C` still opens the board) and removed from the address bar.
- */
-export function sessionFromLocation(loc: Location, storage: Storage): Session | { error: string } {
-  const m = /^\/c\/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})\/?$/.exec(loc.pathname)
-  if (!m) return { error: 'Open a classroom link of the form /c/{classroom}?token=…' }
-  const classroom = m[1]
-  const params = new URLSearchParams(loc.search)
-  let token = params.get('token')
-  if (token) {
-    try {
-      storage.setItem(storageKey(classroom), token)
-    } catch {
-      /* private mode: the URL keeps working */
-    }
-  } else {
-    token = storage.getItem(storageKey(classroom))
+/** Keeps the page's token for a classroom, so an offline reload still opens the board. */
+export function rememberToken(classroom: string, token: string, storage: Storage = localStorage): void {
+  try {
+    storage.setItem(storageKey(classroom), token)
+  } catch {
+    /* private mode: the page asks the server again next time */
   }
-  if (!token) return { error: 'This classroom link has no access token.' }
+}
+
+export function storedToken(classroom: string, storage: Storage = localStorage): string | null {
+  try {
+    return storage.getItem(storageKey(classroom))
+  } catch {
+    return null
+  }
+}
+
+export const CLASSROOM_PATH = /^\/c\/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})\/?$/
+export const JOIN_PATH = /^\/j\/([A-Za-z0-9_-]{1,64})\/?$/
+
+/** The session a token stands for in `classroom`, or the refusal reason. */
+export function sessionFromToken(classroom: string, token: string): Session | { error: string; reason: string } {
   const claims = decodeClaims(token)
-  if (!claims) return { error: 'The access token in this link is malformed.' }
+  if (!claims) return { error: 'The access token in this link is malformed.', reason: 'refused' }
   const role = String(claims.role)
   if (!ROLES.has(role) || typeof claims.sub !== 'string') {
-    return { error: 'The access token in this link is malformed.' }
+    return { error: 'The access token in this link is malformed.', reason: 'refused' }
   }
   const cls = String(claims.cls ?? '')
   if (role !== 'admin' && cls !== classroom) {
-    return { error: `This link's token is for classroom “${cls}”, not “${classroom}”.` }
+    return { error: `This link's token is for classroom “${cls}”, not “${classroom}”.`, reason: 'wrong-classroom' }
   }
   return {
     classroom,
@@ -68,6 +70,22 @@ export function sessionFromLocation(loc: Location, storage: Storage): Session | 
     role: role as Role,
     exp: Number(claims.exp) || 0,
   }
+}
+
+/**
+ * Reads the session from `/c/{classroom}?token=…` (a link made with `inkroom token`) or
+ * from the token remembered for the classroom. A token in the URL is remembered.
+ */
+export function sessionFromLocation(loc: Location, storage: Storage): Session | { error: string; reason: string } {
+  const m = CLASSROOM_PATH.exec(loc.pathname)
+  if (!m) return { error: 'Open a classroom link of the form /c/{classroom}.', reason: 'not-found' }
+  const classroom = m[1]
+  const params = new URLSearchParams(loc.search)
+  let token = params.get('token')
+  if (token) rememberToken(classroom, token, storage)
+  else token = storedToken(classroom, storage)
+  if (!token) return { error: 'This classroom link has no access token.', reason: 'signin' }
+  return sessionFromToken(classroom, token)
 }
 
 export function canDraw(role: Role): boolean {

@@ -3,6 +3,7 @@
 
 import type { Tool } from './tools'
 import type { ChatMessage } from './classroom'
+import { ICONS, type IconName, iconEl } from './icons'
 import { QUALITY_LABEL, type RosterEntry, userColour } from './presence'
 import type { Session } from './session'
 
@@ -21,18 +22,26 @@ export function h<K extends keyof HTMLElementTagNameMap>(
   return el
 }
 
-export const TOOLS: Array<{ tool: Tool; label: string; icon: string; key: string }> = [
-  { tool: 'select', label: 'Select and move', icon: '⬚', key: 'v' },
-  { tool: 'pen', label: 'Pen', icon: '✎', key: 'p' },
-  { tool: 'hl', label: 'Highlighter', icon: '▌', key: 'h' },
-  { tool: 'eraser', label: 'Stroke eraser', icon: '⌫', key: 'e' },
-  { tool: 'r', label: 'Rectangle', icon: '▭', key: 'r' },
-  { tool: 'e', label: 'Ellipse', icon: '◯', key: 'o' },
-  { tool: 'l', label: 'Line', icon: '╱', key: 'l' },
-  { tool: 'a', label: 'Arrow', icon: '➚', key: 'a' },
-  { tool: 'text', label: 'Text', icon: 'T', key: 't' },
-  { tool: 'laser', label: 'Laser pointer', icon: '✦', key: 'k' },
+export const TOOLS: Array<{ tool: Tool; label: string; icon: IconName; key: string }> = [
+  { tool: 'select', label: 'Select and move', icon: 'select', key: 'v' },
+  { tool: 'pen', label: 'Pen', icon: 'pen', key: 'p' },
+  { tool: 'hl', label: 'Highlighter', icon: 'hl', key: 'h' },
+  { tool: 'eraser', label: 'Stroke eraser', icon: 'eraser', key: 'e' },
+  { tool: 'r', label: 'Rectangle', icon: 'r', key: 'r' },
+  { tool: 'e', label: 'Ellipse', icon: 'e', key: 'o' },
+  { tool: 'l', label: 'Line', icon: 'l', key: 'l' },
+  { tool: 'a', label: 'Arrow', icon: 'a', key: 'a' },
+  { tool: 'text', label: 'Text', icon: 'text', key: 't' },
+  { tool: 'laser', label: 'Laser pointer', icon: 'laser', key: 'k' },
 ]
+
+/** A button holding an inline SVG icon (and optional visible text). */
+export function iconButton(attrs: Record<string, string | boolean | undefined>, icon: IconName, text?: string): HTMLButtonElement {
+  const b = h('button', { type: 'button', ...attrs })
+  b.innerHTML = ICONS[icon]
+  if (text) b.append(h('span', { class: 'label', text }))
+  return b
+}
 
 export const COLOURS = ['#1f2933', '#e11d48', '#2563eb', '#16a34a', '#f59e0b']
 export const WIDTHS = [4, 8, 16]
@@ -66,13 +75,16 @@ export interface Chrome {
   chatInput: HTMLInputElement
   exportPng: HTMLButtonElement
   exportSvg: HTMLButtonElement
+  chatSection: HTMLElement
+  scrim: HTMLElement
+  confirmClear: HTMLDialogElement
 }
 
 export function buildChrome(mount: HTMLElement, session: Session): Chrome {
   const toolButtons = new Map<Tool, HTMLButtonElement>()
   const tools = h('div', { class: 'tool-group', role: 'radiogroup', 'aria-label': 'Tools' })
   for (const t of TOOLS) {
-    const b = h('button', { class: 'tool', 'data-tool': t.tool, title: `${t.label} (${t.key})`, 'aria-label': t.label, text: t.icon })
+    const b = iconButton({ class: 'tool', 'data-tool': t.tool, title: `${t.label} (${t.key})`, 'aria-label': t.label }, t.icon)
     toolButtons.set(t.tool, b)
     tools.append(b)
   }
@@ -82,26 +94,29 @@ export function buildChrome(mount: HTMLElement, session: Session): Chrome {
   const widthButtons = WIDTHS.map((w) =>
     h('button', { class: 'width', 'data-width': String(w), title: `Width ${w}`, 'aria-label': `Width ${w}`, style: `--dot:${2 + w}px` }),
   )
-  const undo = h('button', { class: 'tool', 'data-action': 'undo', title: 'Undo (Ctrl+Z)', 'aria-label': 'Undo', text: '↶' })
-  const redo = h('button', { class: 'tool', 'data-action': 'redo', title: 'Redo (Ctrl+Shift+Z)', 'aria-label': 'Redo', text: '↷' })
+  const undo = iconButton({ class: 'tool', 'data-action': 'undo', title: 'Undo (Ctrl+Z)', 'aria-label': 'Undo' }, 'undo')
+  const redo = iconButton({ class: 'tool', 'data-action': 'redo', title: 'Redo (Ctrl+Shift+Z)', 'aria-label': 'Redo' }, 'redo')
   const toolbar = h(
     'nav',
     { class: 'toolbar', 'aria-label': 'Drawing tools' },
     tools,
-    h('div', { class: 'tool-group' }, ...colourButtons),
-    h('div', { class: 'tool-group' }, ...widthButtons),
-    h('div', { class: 'tool-group' }, undo, redo),
+    h('div', { class: 'tool-group colours', role: 'group', 'aria-label': 'Colours' }, ...colourButtons),
+    h('div', { class: 'tool-group widths', role: 'group', 'aria-label': 'Widths' }, ...widthButtons),
+    h('div', { class: 'tool-group history' }, undo, redo),
   )
 
-  const prev = h('button', { class: 'icon', 'data-action': 'prev-page', 'aria-label': 'Previous page', text: '‹' })
-  const next = h('button', { class: 'icon', 'data-action': 'next-page', 'aria-label': 'Next page', text: '›' })
-  const addPage = h('button', { class: 'icon', 'data-action': 'add-page', 'aria-label': 'Add page', text: '+' })
+  const prev = iconButton({ class: 'icon', 'data-action': 'prev-page', 'aria-label': 'Previous page' }, 'prev')
+  const next = iconButton({ class: 'icon', 'data-action': 'next-page', 'aria-label': 'Next page' }, 'next')
+  const addPage = iconButton({ class: 'icon', 'data-action': 'add-page', 'aria-label': 'Add page' }, 'plus')
   const pageLabel = h('span', { class: 'page-label', 'data-testid': 'page-label', text: '1 / 1' })
   const status = h('span', { class: 'status', 'data-testid': 'status', role: 'status', 'aria-live': 'polite', text: 'Opening…' })
-  const peopleButton = h('button', { class: 'people', 'data-action': 'people', 'aria-label': 'People and chat', text: '👥' })
+  const peopleButton = iconButton({ class: 'people', 'data-action': 'people', 'aria-label': 'People and chat', 'aria-expanded': 'false' }, 'people')
   const exportPng = h('button', { class: 'menu-item', 'data-action': 'export-png', text: 'Export page as PNG' })
   const exportSvg = h('button', { class: 'menu-item', 'data-action': 'export-svg', text: 'Export page as SVG' })
-  const menu = h('details', { class: 'menu' }, h('summary', { 'aria-label': 'Menu', text: '⋯' }), h('div', { class: 'menu-list' }, exportPng, exportSvg))
+  const summary = h('summary', { 'aria-label': 'Menu' })
+  summary.innerHTML = ICONS.menu
+  const home = h('a', { class: 'menu-item', href: '/', text: session.role === 'tutor' || session.role === 'admin' ? 'Your classrooms' : 'Inkroom home' })
+  const menu = h('details', { class: 'menu' }, summary, h('div', { class: 'menu-list' }, exportPng, exportSvg, home))
   const header = h(
     'header',
     { class: 'topbar' },
@@ -114,10 +129,12 @@ export function buildChrome(mount: HTMLElement, session: Session): Chrome {
 
   const roster = h('ul', { class: 'roster', 'data-testid': 'roster' })
   const hands = h('ul', { class: 'hands', 'data-testid': 'hands' })
-  const handButton = h('button', { class: 'hand', 'data-action': 'hand', text: '✋ Raise hand' })
+  const handButton = iconButton({ class: 'hand', 'data-action': 'hand', 'aria-pressed': 'false' }, 'hand', 'Raise hand')
+  // Only students raise hands: tutors answer them, observers only watch.
+  handButton.hidden = session.role !== 'student'
   const lock = h('input', { type: 'checkbox', 'data-action': 'lock' })
   const follow = h('input', { type: 'checkbox', 'data-action': 'follow' })
-  const clear = h('button', { 'data-action': 'clear-page', text: 'Clear page' })
+  const clear = h('button', { type: 'button', 'data-action': 'clear-page', text: 'Clear page…' })
   const teacher = h(
     'section',
     { class: 'teacher', 'aria-label': 'Tutor controls' },
@@ -129,27 +146,47 @@ export function buildChrome(mount: HTMLElement, session: Session): Chrome {
   const chatList = h('ol', { class: 'chat-list', 'data-testid': 'chat' })
   const chatInput = h('input', { type: 'text', maxlength: '500', placeholder: 'Message', 'aria-label': 'Chat message' })
   const chatForm = h('form', { class: 'chat-form' }, chatInput, h('button', { type: 'submit', text: 'Send' }))
+  // Observers only watch: they see the chat, but have no way to write to it.
+  chatForm.hidden = session.role === 'observer'
+  const chatSection = h('section', { class: 'chat' }, h('h2', { text: 'Chat' }), chatList, chatForm)
   const panel = h(
     'aside',
-    { class: 'panel', 'aria-label': 'Classroom' },
-    h('section', {}, h('h2', { text: 'In the room' }), roster, handButton, hands),
+    { class: 'panel', 'aria-label': 'Classroom', id: 'classroom-panel' },
+    h('section', {}, h('h2', { text: 'In the room' }), roster, handButton, h('h2', { class: 'hands-title', text: 'Raised hands' }), hands),
     teacher,
-    h('section', { class: 'chat' }, h('h2', { text: 'Chat' }), chatList, chatForm),
+    chatSection,
   )
+  peopleButton.setAttribute('aria-controls', 'classroom-panel')
 
   const cursors = h('div', { class: 'cursors', 'aria-hidden': 'true' })
   const stage = h('main', { class: 'stage', 'data-testid': 'stage' })
   const banner = h('div', { class: 'banner', role: 'status', hidden: true })
-  const root = h('div', { class: 'app' }, header, banner, h('div', { class: 'body' }, h('div', { class: 'stage-wrap' }, stage, cursors), panel), toolbar)
+  // Over the board while the side panel is open on a narrow screen: a tap outside the
+  // panel closes it (and draws nothing).
+  const scrim = h('div', { class: 'scrim', 'data-testid': 'scrim', 'aria-hidden': 'true' })
+  const confirmClear = h(
+    'dialog',
+    { class: 'confirm', 'data-testid': 'confirm-clear' },
+    h('form', { method: 'dialog' },
+      h('p', { class: 'confirm-title', text: 'Clear this page for everyone?' }),
+      h('p', { text: 'Every drawing on this page disappears for the whole class. You can bring it back with Undo.' }),
+      h('div', { class: 'confirm-buttons' },
+        h('button', { value: 'cancel', type: 'submit', text: 'Cancel' }),
+        h('button', { value: 'clear', type: 'submit', class: 'danger', 'data-action': 'confirm-clear', text: 'Clear page' }),
+      ),
+    ),
+  )
+  const root = h('div', { class: 'app' }, header, banner, h('div', { class: 'body' }, h('div', { class: 'stage-wrap' }, stage, cursors), scrim, panel), toolbar, confirmClear)
   mount.replaceChildren(root)
   return {
     root, stage, cursors, banner, status, pageLabel, prev, next, addPage, peopleButton, panel,
     toolButtons, colourButtons, widthButtons, undo, redo, roster, hands, handButton, teacher,
-    lock, follow, clear, chatList, chatForm, chatInput, exportPng, exportSvg,
+    lock, follow, clear, chatList, chatForm, chatInput, exportPng, exportSvg, chatSection, scrim,
+    confirmClear,
   }
 }
 
-export function renderRoster(el: HTMLElement, entries: RosterEntry[], hands: Map<string, number>): void {
+export function renderRoster(el: HTMLElement, entries: RosterEntry[], hands: Map<string, unknown>): void {
   el.replaceChildren(
     ...entries.map((e) =>
       h(
@@ -158,10 +195,18 @@ export function renderRoster(el: HTMLElement, entries: RosterEntry[], hands: Map
         h('span', { class: `q q${e.q}`, 'aria-label': QUALITY_LABEL[e.q] ?? '' }),
         h('span', { class: 'who', style: `color:${userColour(e.u)}`, text: e.n }),
         h('span', { class: 'role', text: e.r }),
-        hands.has(e.u) ? h('span', { class: 'raised', 'aria-label': 'hand raised', text: '✋' }) : null,
+        hands.has(e.u) ? raisedMark() : null,
       ),
     ),
   )
+}
+
+function raisedMark(): HTMLElement {
+  const el = iconEl('hand')
+  el.classList.add('raised')
+  el.setAttribute('aria-label', 'hand raised')
+  el.removeAttribute('aria-hidden')
+  return el
 }
 
 export function renderChat(el: HTMLElement, messages: ChatMessage[]): void {
@@ -172,8 +217,4 @@ export function renderChat(el: HTMLElement, messages: ChatMessage[]): void {
     ),
   )
   el.scrollTop = el.scrollHeight
-}
-
-export function renderError(mount: HTMLElement, message: string): void {
-  mount.replaceChildren(h('div', { class: 'error-page' }, h('h1', { text: 'Inkroom' }), h('p', { text: message })))
 }

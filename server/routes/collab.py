@@ -8,13 +8,13 @@ import logging
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from collab.errors import CollabError, UnsupportedData
-from collab.ports import Disconnected, DocumentName, Peer
+from collab.ports import Disconnected, DocumentName
 from collab.protocol import PermissionDenied
 from collab.session import serve
 
-from ..auth import authorize, require_document, verify
+from ..auth import Claims, authorize, require_document, verify
 from ..classroom import STAFF, class_document
-from ..errors import Forbidden, ServerError
+from ..errors import ClassroomArchived, Forbidden, ServerError
 from ..state import AppState
 from ..ws_protocol import EXTENSION
 
@@ -79,6 +79,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         claims = verify(state.secret, websocket.query_params.get("token"))
         authorize(claims, document)
         require_document(claims, document)
+        if await state.directory_archived(document):
+            raise ClassroomArchived("archived")
         lease = state.quotas.acquire(claims.user_id, claims.classroom)
     except ServerError as exc:
         # Accepted first, then closed with a 44xx code: a refusal during the handshake
@@ -89,24 +91,27 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await connection.close(exc.close_code, str(exc))
         return
     try:
-        await _serve(state, connection, document, claims.peer())
+        await _serve(state, connection, document, claims)
     finally:
         lease.release()
 
 
 async def _serve(
-    state: AppState, connection: StarletteConnection, document: str, peer: Peer
+    state: AppState, connection: StarletteConnection, document: str, claims: Claims
 ) -> None:
     fields = {"document": document}
+    peer = claims.peer()
     class_name = class_document(document)
-    if class_name is None or peer.role in STAFF or peer.read_only:
-        await serve(state.registry, connection, DocumentName(document), peer)
-        return
-    # A student's board writes are judged against the live classroom document, so it
-    # stays loaded for as long as the student is connected to the board.
-    try:
-        async with state.registry.hold(class_name):
+    # Tracked, so an archive or a removal can end it (server/connections.py).
+    async with state.connections.track(claims, document, connection):
+        if class_name is None or peer.role in STAFF or peer.read_only:
             await serve(state.registry, connection, DocumentName(document), peer)
-    except CollabError as exc:  # the classroom document could not be loaded
-        log.warning("join refused: %s", exc, extra={**fields, "code": int(exc.close_code)})
-        await connection.close(exc.close_code, str(exc))
+            return
+        # A student's board writes are judged against the live classroom document, so it
+        # stays loaded for as long as the student is connected to the board.
+        try:
+            async with state.registry.hold(class_name):
+                await serve(state.registry, connection, DocumentName(document), peer)
+        except CollabError as exc:  # the classroom document could not be loaded
+            log.warning("join refused: %s", exc, extra={**fields, "code": int(exc.close_code)})
+            await connection.close(exc.close_code, str(exc))

@@ -54,6 +54,7 @@ try {
   await phone.waitForFunction(() => document.querySelector('[data-testid="status"]').dataset.pending === '0')
   await phone.waitForFunction(() => window.inkroom.board.count() >= 11 && !window.inkroom.renderer.repainting)
   await tutor.screenshot({ path: path.join(ROOT, 'docs/board-desktop.png') })
+  await phone.waitForTimeout(300)
   await phone.screenshot({ path: path.join(ROOT, 'docs/board-phone.png') })
   await phone.locator('[data-action="people"]').click()
   await phone.waitForTimeout(400) // the drawer's 160 ms slide-in transition; a picture, not a test

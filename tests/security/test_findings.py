@@ -353,18 +353,8 @@ async def test_f10_presence_chat_and_invites_carry_the_tokens_identity(server: s
         await tutor.edit(lambda d: d.get("chat", type=Array).append({"id": "b", "userId": "tutor"}))
         await tutor.until(lambda: len(chat(tutor.doc)) >= 1)
         assert [m["id"] for m in chat(tutor.doc)] == ["b"]
-    request = urllib.request.Request(
-        server.replace("ws://", "http://") + "/api/classrooms/c1/invites",
-        data=json.dumps({"role": "student", "user": "tutor"}).encode(),
-        headers={
-            "Authorization": f"Bearer {token(Role.TUTOR, 'tutor')}",
-            "Content-Type": "application/json",
-        },
-    )
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        await asyncio.to_thread(urllib.request.urlopen, request, timeout=5)
-    refused.value.close()
-    assert refused.value.code == 400
+    # Invite links carry no identity: joining mints a user id on the server from the
+    # device grant (tests/server/test_accounts*.py); the body's only field is a name.
 
 
 def _chat_line(user: str, name: str) -> bytes:

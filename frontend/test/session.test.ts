@@ -1,0 +1,25 @@
+import { describe, expect, it } from 'vitest'
+import { decodeClaims, sessionFromToken } from '../src/session'
+
+const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url')
+const jwt = (claims: object) => `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}.sig`
+
+describe('session from a token', () => {
+  it('reads the claims (unverified: the server verifies)', () => {
+    const t = jwt({ sub: 's-1', name: 'Ana', cls: 'alg1', role: 'student', exp: 99, iat: 1 })
+    expect(decodeClaims(t)?.name).toBe('Ana')
+    expect(sessionFromToken('alg1', t)).toMatchObject({ userId: 's-1', name: 'Ana', role: 'student', exp: 99 })
+  })
+
+  it('refuses a token for another classroom, or a malformed one, with a reason', () => {
+    const other = jwt({ sub: 's-1', cls: 'other', role: 'student', exp: 1 })
+    expect(sessionFromToken('alg1', other)).toMatchObject({ reason: 'wrong-classroom' })
+    expect(sessionFromToken('alg1', 'nonsense')).toMatchObject({ reason: 'refused' })
+    expect(sessionFromToken('alg1', jwt({ sub: 's', cls: 'alg1', role: 'king', exp: 1 }))).toMatchObject({ reason: 'refused' })
+  })
+
+  it('lets an admin token open any classroom, and names fall back to the user id', () => {
+    const admin = jwt({ sub: 'root', cls: 'x', role: 'admin', exp: 1 })
+    expect(sessionFromToken('alg1', admin)).toMatchObject({ role: 'admin', name: 'root' })
+  })
+})
