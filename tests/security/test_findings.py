@@ -93,10 +93,11 @@ async def test_f1_a_pending_delete_set_cannot_erase_anyones_future_writes(server
         await tutor.edit(lambda d: d.get("chat", type=Array).append({"id": "1", "userId": "tutor"}))
         await ann.edit(lambda d: d.get("hands", type=Map).update({"ann": 1.0}))
         await tutor.until(lambda: "ann" in (tutor.doc.get("hands", type=Map).to_py() or {}))
-    async with WsPeer(ws_url(server, "c1/class", Role.OBSERVER, "fresh")) as fresh:
-        await fresh.until(lambda: len(chat(fresh.doc)) == 2)
-        assert state(fresh.doc) == {"boardLocked": True}
-        assert fresh.doc.get("hands", type=Map).to_py() == {"ann": 1.0}
+        # (While Ann is here: the server lowers a student's hand when they leave.)
+        async with WsPeer(ws_url(server, "c1/class", Role.OBSERVER, "fresh")) as fresh:
+            await fresh.until(lambda: len(chat(fresh.doc)) == 2)
+            assert state(fresh.doc) == {"boardLocked": True}
+            assert fresh.doc.get("hands", type=Map).to_py() == {"ann": 1.0}
 
 
 # -- 2 and 8. one document's failure is its own; readiness says so ------------------------
@@ -202,16 +203,19 @@ async def test_f4_a_junk_root_is_never_created_and_hand_raises_stay_fast(server:
         await eve.edit(
             lambda d: d.get("junk", type=Map).update({f"k{i}": i for i in range(20_000)})
         )
-        worst = 0.0
+        took = []
         for i in range(20):
             started = time.monotonic()
             await eve.edit(put("hands", "eve", float(i)))
             await tutor.until(hand_is(tutor.doc, "eve", float(i)))
-            worst = max(worst, time.monotonic() - started)
-        assert worst < 0.5, f"a hand raise took {worst * 1000:.0f} ms"
-    async with WsPeer(ws_url(server, "c1/class", Role.OBSERVER, "fresh")) as fresh:
-        await fresh.until(lambda: fresh.doc.get("hands", type=Map).get("eve") == 19.0)
-        assert "junk" not in set(fresh.doc.keys())
+            took.append(time.monotonic() - started)
+        # Generous bounds for a loaded 2-core CI machine; a write's policy cost no longer
+        # depends on the document (bench/policy.py: ~15 us at any size).
+        assert sorted(took)[10] < 0.2, f"median hand raise {sorted(took)[10] * 1000:.0f} ms"
+        assert max(took) < 1.5, f"a hand raise took {max(took) * 1000:.0f} ms"
+        async with WsPeer(ws_url(server, "c1/class", Role.OBSERVER, "fresh")) as fresh:
+            await fresh.until(lambda: fresh.doc.get("hands", type=Map).get("eve") == 19.0)
+            assert "junk" not in set(fresh.doc.keys())
 
 
 # -- 5. one token cannot crowd out other classrooms --------------------------------------

@@ -2,14 +2,14 @@
 transitions, intents, outbox and leases. Events, transitions and intents are permanent.
 
 Revision ID: 0003
-Revises: 0001 (to be re-chained after the accounts migration 0002)
+Revises: 0002 (to be re-chained after the accounts migration 0002)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 
 ID = sa.String(255)
 
