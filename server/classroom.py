@@ -6,8 +6,8 @@ own hand and append their own chat messages. Nothing here keeps a copy of that s
 each decision reads the live document, so it can never disagree with what clients see.
 
 Document layout: root ``Y.Map state`` (``boardLocked``, ``followMe``, ...), root
-``Y.Map hands`` (user id -> timestamp), root ``Y.Array chat`` of ``{id, userId, name,
-text, ts}``. The board is ``{C}/board`` with roots ``shapes`` and ``pages``.
+``Y.Map hands`` (user id -> ``{t: timestamp, n: name}``), root ``Y.Array chat`` of
+``{id, userId, name, text, ts}``. The board is ``{C}/board`` with roots ``shapes`` and ``pages``.
 
 A student's write is judged by what it *is* (:mod:`collab.updates`), before it is
 applied, at a cost that depends on the update and never on the document:
@@ -173,13 +173,24 @@ def _chat_message_ok(value: Any, user: str, name: str) -> bool:
     )
 
 
-def _hand_ok(values: list[Any] | None) -> bool:
+def _hand_ok(values: list[Any] | None, name: str) -> bool:
+    """A raised hand: ``{t: timestamp, n: the raiser's own name}`` (or a bare timestamp
+    from older clients, or null)."""
     if values is None or len(values) != 1:
         return False
     v = values[0]
-    return v is None or (
-        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    if v is None or _finite(v):
+        return True
+    return (
+        isinstance(v, dict)
+        and set(v) <= {"t", "n"}
+        and _finite(v.get("t"))
+        and v.get("n", name) == name
     )
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _class_item_ok(s: Struct, place: Place | None, user: str, name: str) -> bool:
@@ -191,7 +202,7 @@ def _class_item_ok(s: Struct, place: Place | None, user: str, name: str) -> bool
     if depth != 1:
         return False
     if root == "hands":
-        return key == user and (s.ref == DELETED or (s.ref == ANY and _hand_ok(s.values)))
+        return key == user and (s.ref == DELETED or (s.ref == ANY and _hand_ok(s.values, name)))
     if root == "chat":
         return key is None and (
             s.ref == DELETED
