@@ -13,12 +13,15 @@ from starlette.staticfiles import StaticFiles
 from collab.adapters.sql_store import SqlStore
 from collab.memory import LocalBus
 from collab.registry import Registry
+from sfu.service import Sfu
 
+from .call_policy import CallPolicyFeed
 from .classroom import ClassroomHooks
 from .db import make_engine, migrate
 from .routes.classroom import create_invite, spa_shell
 from .routes.collab import websocket_endpoint
 from .routes.health import healthz, metrics, readyz
+from .routes.sfu import sfu_endpoint
 from .settings import Settings
 from .state import AppState
 
@@ -36,8 +39,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         store = SqlStore(engine)
         registry = Registry(store, LocalBus(), hooks=ClassroomHooks(), limits=settings.limits())
         try:
-            async with registry:
+            # The SFU closes its calls before the registry flushes and unloads rooms.
+            async with registry, Sfu() as sfu:
                 state = AppState(settings, settings.signing_secret(), engine, registry)
+                state.sfu, state.call_policy = sfu, CallPolicyFeed(registry, sfu)
                 app.state.inkroom = state
                 state.ready = True
                 log.info("inkroom ready", extra={"database": engine.url.render_as_string()})
@@ -54,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         WebSocketRoute("/ws/{document:path}", websocket_endpoint),
+        WebSocketRoute("/sfu/{classroom}", sfu_endpoint),
         Route("/api/classrooms/{classroom}/invites", create_invite, methods=["POST"]),
     ]
     static_dir = settings.static_dir

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     save_max_delay: float = 2.0
     compact_after_updates: int = 500
     static_dir: Path | None = None
+    # Voice and video (docs/sfu.md): ICE servers handed to call participants. TURN
+    # credentials are derived from turn_secret (coturn's use-auth-secret); lists are JSON,
+    # e.g. INKROOM_TURN_URLS='["turn:turn.example.org:3478?transport=udp"]'.
+    stun_urls: list[str] = []
+    turn_urls: list[str] = []
+    turn_secret: str | None = Field(default=None, repr=False)
+    turn_ttl: int = 6 * 3600
 
     @property
     def sql_url(self) -> str:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from collab.registry import Registry
+from sfu.service import Sfu
 
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .call_policy import CallPolicyFeed
 
 
 @dataclass
@@ -18,3 +23,5 @@ class AppState:
     engine: Engine
     registry: Registry
     ready: bool = False
+    sfu: Sfu | None = None
+    call_policy: CallPolicyFeed | None = None
