@@ -176,10 +176,14 @@ class CallClient:
             await answered
 
     async def _answer(self, sdp: str) -> None:
+        if self.sub is not None and self.sub.signalingState == "closed":
+            log.warning("offer for a closed subscribing connection ignored")
+            return
         if self.sub is None:
             self.sub = RTCPeerConnection(self._config())
             self.sub.on("track", self._on_track)
             self.sub.on("connectionstatechange", self._on_sub_state)
+        log.debug("subscribe offer", extra={"state": self.sub.connectionState})
         await self.sub.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
         answer = await self.sub.createAnswer()
         await self.sub.setLocalDescription(answer)

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import queue
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aioice.ice
 import aiortc
+import aiortc.rtcrtpreceiver
 from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
 from aiortc.rate import RemoteBitrateEstimator
@@ -62,6 +65,11 @@ HOOKS: list[tuple[int, str, str]] = [
     ),
     (7, "RTCDtlsTransport._send_rtp", "Egress"),
     (8, "aioice.ice.get_host_addresses (module function, replaced)", "use_loopback_only"),
+    (
+        9,
+        "aiortc.rtcrtpreceiver.decoder_worker (module function, replaced)",
+        "count_frames_without_decoding",
+    ),
 ]
 
 RtpHandler = Callable[[RtpPacket, RTCRtpCodecParameters], Awaitable[None]]
@@ -283,6 +291,31 @@ def use_loopback_only() -> None:
     aioice.ice.get_host_addresses = loopback
 
 
+def count_frames_without_decoding() -> None:
+    """Makes every receiver of this process hand its track the *encoded* frames it
+    assembles instead of decoding them: a benchmark's subscribers then count frames
+    without spending the cores the relay is measured on.
+
+    HOOK 9: RTCRtpReceiver.receive() starts ``decoder_worker`` looked up as a module
+    global at call time, with the track's queue as its output.
+    """
+
+    def passthrough(
+        loop: asyncio.AbstractEventLoop,
+        input_q: queue.Queue[Any],
+        output_q: asyncio.Queue[Any],
+        decode_error: threading.Event,
+    ) -> None:
+        while True:
+            task = input_q.get()
+            if task is None:
+                asyncio.run_coroutine_threadsafe(output_q.put(None), loop)
+                return
+            asyncio.run_coroutine_threadsafe(output_q.put(task[1]), loop)
+
+    aiortc.rtcrtpreceiver.decoder_worker = passthrough
+
+
 def _source(obj: Any) -> str:
     return inspect.getsource(obj)
 
@@ -356,5 +389,16 @@ def check_hooks() -> list[str]:
         8,
         "get_host_addresses(" in _source(aioice.ice.Connection.gather_candidates),
         "aioice no longer gathers host addresses through get_host_addresses",
+    )
+    worker = inspect.signature(aiortc.rtcrtpreceiver.decoder_worker).parameters
+    need(
+        9,
+        list(worker) == ["loop", "input_q", "output_q", "decode_error"],
+        "decoder_worker(loop, input_q, output_q, decode_error) changed",
+    )
+    need(
+        9,
+        "target=decoder_worker" in _source(RTCRtpReceiver.receive),
+        "receive() no longer starts the module-level decoder_worker",
     )
     return problems

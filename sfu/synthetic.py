@@ -77,13 +77,21 @@ class MovingPicture(_Paced):
 
 
 class Tone(_Paced):
-    """A sine tone (``amplitude`` 0 for silence), 20 ms frames of 48 kHz mono."""
+    """A sine tone (``amplitude`` 0 for silence), 20 ms frames of 48 kHz mono.
+
+    With ``dtx``, silence is sent as one frame per 400 ms, as an Opus encoder with
+    discontinuous transmission does.
+    """
 
     kind = "audio"
+    DTX_EVERY = 20
 
-    def __init__(self, frequency: float = 440.0, amplitude: float = 0.3) -> None:
+    def __init__(
+        self, frequency: float = 440.0, amplitude: float = 0.3, *, dtx: bool = False
+    ) -> None:
         super().__init__(1 / AUDIO_PTIME)
         self.amplitude = amplitude
+        self.dtx = dtx
         samples = int(AUDIO_RATE * AUDIO_PTIME)
         # One second holds a whole number of cycles of an integer frequency: loop over it.
         second = [
@@ -113,6 +121,8 @@ class Tone(_Paced):
 
     async def recv(self) -> AudioFrame:
         n = await self._tick()
+        while self.dtx and self.amplitude <= 0 and n % self.DTX_EVERY:
+            n = await self._tick()
         frame = AudioFrame(format="s16", layout="mono", samples=self._samples)
         data = self._silence if self.amplitude <= 0 else self._scaled[n % len(self._scaled)]
         frame.planes[0].update(data)

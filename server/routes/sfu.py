@@ -16,6 +16,7 @@ import logging
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from collab.errors import CloseCode, CollabError
+from collab.session import TokenBucket
 from sfu.errors import ErrorCode, SfuError, SignalingError
 from sfu.policy import Member
 from sfu.policy import Role as CallRole
@@ -30,6 +31,14 @@ from ..turn import ice_servers
 log = logging.getLogger("inkroom.server.sfu")
 
 OUTBOX_MESSAGES = 256
+# Signaling is a few messages a second; trickled candidates come in bursts of tens. Every
+# offer costs aiortc real work, so a flood closes the connection (1008), not the call.
+MESSAGES_PER_SECOND = 50.0
+MESSAGE_BURST = 200
+REASONS: dict[int, str] = {
+    CloseCode.TRY_AGAIN_LATER: "too slow to read signaling",
+    CloseCode.POLICY_VIOLATION: "too many signaling messages",
+}
 CALL_ROLES = {
     Role.TUTOR: CallRole.TUTOR,
     Role.ADMIN: CallRole.TUTOR,
@@ -69,8 +78,7 @@ async def _write(websocket: WebSocket, outbox: _Outbox) -> None:
     while True:
         item = await outbox.queue.get()
         if isinstance(item, int):
-            reason = "too slow to read signaling" if item == CloseCode.TRY_AGAIN_LATER else ""
-            await websocket.close(item, reason)
+            await websocket.close(item, REASONS.get(item, ""))
             return
         await websocket.send_text(item)
 
@@ -147,11 +155,15 @@ async def _serve(
     websocket: WebSocket, session: Session, outbox: _Outbox, writer: asyncio.Task[None]
 ) -> None:
     """Reads until the client leaves (the writer then flushes and closes with 1000), goes
-    away, or is closed for reading too slowly."""
+    away, floods (1008), or is closed for reading too slowly (1013)."""
+    budget = TokenBucket(MESSAGES_PER_SECOND, MESSAGE_BURST)
     while not writer.done():
         text = await _receive_text(websocket)
         if text is None:
             writer.cancel()
+            return
+        if not budget.take():
+            outbox.finish(CloseCode.POLICY_VIOLATION, drop=True)
             return
         await session.receive(text)
         if session.left:
