@@ -134,8 +134,12 @@ class Call:
     async def _publish(self, participant: Participant, sdp: str) -> None:
         if participant.member.role is Role.OBSERVER:
             raise Forbidden("observers receive and never publish")
-        fresh = await participant.answer_publish(sdp)
-        for transceiver in fresh:
+        fresh = False
+        for transceiver in await participant.answer_publish(sdp):
+            receiver = transceiver.receiver
+            feed = participant.feeds.get(receiver)
+            if feed is not None and not feed[1].closed:
+                continue  # already feeding a live track
             kind = Kind(transceiver.kind)
             track = PublishedTrack(
                 participant.id,
@@ -144,12 +148,15 @@ class Call:
                 keyframe_interval=self.config.keyframe_interval,
                 on_speaking=self._on_speaking,
             )
-            ingest = Ingest(transceiver.receiver, kind.value, track.on_packet)
+            ingest = feed[0] if feed is not None else Ingest(receiver, kind.value, track.on_packet)
+            ingest.on_packet = track.on_packet
             track.send_pli = ingest.request_keyframe
+            participant.feeds[receiver] = (ingest, track)
             old = participant.published.get(kind)
             if old is not None:
                 old.close()
             participant.published[kind] = track
+            fresh = True
         answer = await participant.finish_answer()
         participant.send(Description("answer", "pub", answer))
         if fresh:

@@ -175,6 +175,16 @@ class CallClient:
         async with asyncio.timeout(10):
             await answered
 
+    async def offer_again(self) -> None:
+        """Re-offers the publishing connection as it is (after an ``unpublish``, to send
+        again) and waits for the answer."""
+        assert self.pub is not None
+        await self.pub.setLocalDescription(await self.pub.createOffer())
+        answered = self._expect("answer")
+        await self.request({"type": "offer", "pc": "pub", "sdp": self.pub.localDescription.sdp})
+        async with asyncio.timeout(10):
+            await answered
+
     async def _answer(self, sdp: str) -> None:
         if self.sub is not None and self.sub.signalingState == "closed":
             log.warning("offer for a closed subscribing connection ignored")

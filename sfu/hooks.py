@@ -109,7 +109,7 @@ class Ingest:
 
     def __init__(self, receiver: RTCRtpReceiver, kind: str, on_packet: RtpHandler) -> None:
         self._receiver = receiver
-        self._on_packet = on_packet
+        self.on_packet = on_packet  # where packets go; may be re-pointed to a new track
         # HOOK 2: the receiver's negotiated codecs and RTX SSRC map are filled in by its
         # receive() before the transport routes any packet to it; the statistics dict is
         # what its RTCP loop reads to send receiver reports.
@@ -165,7 +165,7 @@ class Ingest:
             await self._receiver._send_rtcp_nack(packet.ssrc, sorted(self._nack.missing))  # HOOK 3
         self.packets += 1
         self.bytes += len(packet.payload)
-        await self._on_packet(packet, codec)
+        await self.on_packet(packet, codec)
 
     async def request_keyframe(self) -> bool:
         """Sends a PLI to the publisher; ``False`` if no media has arrived yet."""

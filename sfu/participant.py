@@ -29,7 +29,7 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from .errors import BadState, NegotiationFailed
 from .forwarder import Downtrack, PublishedTrack
-from .hooks import Egress, IdleTrack
+from .hooks import Egress, IdleTrack, Ingest
 from .policy import Kind, Member
 from .signaling import Candidate, ServerMessage
 
@@ -85,7 +85,9 @@ class Participant:
     pub: RTCPeerConnection | None = None
     sub: RTCPeerConnection | None = None
     published: dict[Kind, PublishedTrack] = field(default_factory=dict)
-    ingested: set[RTCRtpReceiver] = field(default_factory=set)
+    # Each receiving transceiver of ``pub``, taken over once, and the track it feeds now
+    # (a new track after an unpublish and a new offer).
+    feeds: dict[RTCRtpReceiver, tuple[Ingest, PublishedTrack]] = field(default_factory=dict)
     muted: set[Kind] = field(default_factory=set)
     slots: list[Downtrack] = field(default_factory=list)
     paused: dict[Kind, bool] = field(default_factory=dict)
@@ -148,7 +150,7 @@ class Participant:
         return mids
 
     async def answer_publish(self, sdp: str) -> list[RTCRtpTransceiver]:
-        """Applies the client's ``pub`` offer; returns transceivers new to ingest.
+        """Applies the client's ``pub`` offer; returns its receiving transceivers.
 
         Raises:
             NegotiationFailed: aiortc refused the description.
@@ -170,11 +172,7 @@ class Participant:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         except Exception as exc:  # aiortc raises assorted errors for bad SDP
             raise NegotiationFailed(f"offer refused: {exc}") from exc
-        fresh = [
-            t for t in pc.getTransceivers() if t.mid is not None and t.receiver not in self.ingested
-        ]
-        self.ingested.update(t.receiver for t in fresh)
-        return fresh
+        return [t for t in pc.getTransceivers() if t.mid is not None]
 
     async def finish_answer(self) -> str:
         assert self.pub is not None

@@ -166,3 +166,23 @@ async def test_tutor_first_student_video_reaches_the_tutor_not_another_student(
         assert took < 2.0
         assert video_of(bob, ann) == []  # spotlighting bob shows nobody ann
         assert any(r.frames > 0 for r in video_of(tutor, ann))  # the tutor still sees ann
+
+
+async def test_unpublish_stops_forwarding_and_a_new_offer_publishes_again(sfu: Sfu) -> None:
+    async with (
+        joined(sfu, "c", "tutor", Role.TUTOR) as tutor,
+        joined(sfu, "c", "ann", Role.STUDENT) as ann,
+    ):
+        await tutor.publish(MovingPicture(160, 120, FPS))
+        await until(lambda: any(r.frames > 5 for r in video_of(ann, tutor)), 10)
+        state = ann.expect("participant-state")
+        await tutor.request({"type": "unpublish", "kind": "video"})
+        async with asyncio.timeout(5):
+            assert (await state)["published"] == []
+        await asyncio.sleep(0.3)
+        stopped = sum(r.frames for r in ann.received.values() if r.kind == "video")
+        await asyncio.sleep(0.5)
+        assert sum(r.frames for r in ann.received.values() if r.kind == "video") == stopped
+
+        await tutor.offer_again()
+        await until(lambda: any(r.frames > 10 for r in video_of(ann, tutor)), 10)
