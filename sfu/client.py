@@ -24,6 +24,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 log = logging.getLogger("inkroom.sfu.client")
 
@@ -152,10 +153,23 @@ class CallClient:
                 RTCIceServer(s["urls"], s.get("username"), s.get("credential"))
                 for s in (self.joined or {}).get("iceServers", [])
             ]
-        config = RTCConfiguration(iceServers=servers)
-        if self._relay_only:
-            config.iceTransportPolicy = "relay"  # type: ignore[assignment]
-        return config
+        policy = RTCIceTransportPolicy.RELAY if self._relay_only else RTCIceTransportPolicy.ALL
+        return RTCConfiguration(
+            iceServers=servers,
+            iceTransportPolicy=policy,
+            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+        )
+
+    def candidate_types(self) -> set[str]:
+        """The types of the local ICE candidates gathered so far (host, srflx, relay)."""
+        types = set()
+        for pc in (self.pub, self.sub):
+            if pc is None:
+                continue
+            for transceiver in pc.getTransceivers():
+                gatherer = transceiver.receiver.transport.transport.iceGatherer
+                types |= {c.type for c in gatherer.getLocalCandidates()}
+        return types
 
     async def join(self) -> dict[str, Any]:
         joined = self._expect("joined")

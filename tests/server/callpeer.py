@@ -16,7 +16,9 @@ use_loopback_only()  # the live server's peers and these gather 127.0.0.1 only
 
 
 @contextlib.asynccontextmanager
-async def call_peer(url: str, *, own_ice: bool = False) -> AsyncIterator[CallClient]:
+async def call_peer(
+    url: str, *, own_ice: bool = False, relay_only: bool = False
+) -> AsyncIterator[CallClient]:
     """Joined; with ``own_ice`` false it ignores the server's STUN/TURN list (the tests'
     servers name addresses where nothing listens, and gathering would wait for them)."""
     async with websockets.connect(url) as ws:
@@ -31,7 +33,10 @@ async def call_peer(url: str, *, own_ice: bool = False) -> AsyncIterator[CallCli
                     await client.deliver(frame)
 
         ice: list[RTCIceServer] | None = None if own_ice else []
-        async with CallClient(send, ice_servers=ice) as client, asyncio.TaskGroup() as tg:
+        async with (
+            CallClient(send, ice_servers=ice, relay_only=relay_only) as client,
+            asyncio.TaskGroup() as tg,
+        ):
             task = tg.create_task(pump(client))
             try:
                 await client.join()
