@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -148,3 +149,16 @@ async def test_a_tutor_mute_in_the_class_document_stops_the_student_audio_within
         frames = audio.frames
         await class_doc.edit(lambda d: d.get("state", type=Map).update({"callMuted": []}))
         await until(hearing(frames + 10), 5)
+
+        # The call shows in /metrics.
+        http = server.replace("ws://", "http://")
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(f"{http}/metrics").read())
+        samples = {
+            line.split(" ")[0]: float(line.split(" ")[1])
+            for line in body.decode().splitlines()
+            if line.startswith("inkroom_sfu_")
+        }
+        assert samples["inkroom_sfu_calls"] >= 1
+        assert samples["inkroom_sfu_participants"] >= 2
+        assert samples['inkroom_sfu_packets_out_total{kind="audio"}'] > 0
+        assert samples['inkroom_sfu_packets_in_total{kind="audio"}'] > 0
