@@ -13,6 +13,7 @@ from starlette.staticfiles import StaticFiles
 from collab.adapters.sql_store import SqlStore
 from collab.memory import LocalBus
 from collab.registry import Registry
+from sfu.call import SfuConfig
 from sfu.service import Sfu
 
 from .call_policy import CallPolicyFeed
@@ -40,7 +41,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         registry = Registry(store, LocalBus(), hooks=ClassroomHooks(), limits=settings.limits())
         try:
             # The SFU closes its calls before the registry flushes and unloads rooms.
-            async with registry, Sfu() as sfu:
+            sfu_config = SfuConfig(loopback_only=settings.sfu_loopback_only)
+            async with registry, Sfu(sfu_config) as sfu:
                 state = AppState(settings, settings.signing_secret(), engine, registry)
                 state.sfu, state.call_policy = sfu, CallPolicyFeed(registry, sfu)
                 app.state.inkroom = state

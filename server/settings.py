@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     turn_urls: list[str] = []
     turn_secret: str | None = Field(default=None, repr=False)
     turn_ttl: int = 6 * 3600
+    # Call media on 127.0.0.1 only (tests, a single machine): see SfuConfig.loopback_only.
+    sfu_loopback_only: bool = False
 
     @property
     def sql_url(self) -> str:

@@ -43,11 +43,16 @@ Spawn = Callable[[Coroutine[Any, Any, None], str], None]
 class SfuConfig:
     """Tunables of the forwarding unit."""
 
-    keyframe_interval: float = 0.25  # at most one PLI per publisher per interval
+    # At most one PLI per publisher per interval; above libwebrtc's own 300 ms floor, under
+    # which a browser ignores the request.
+    keyframe_interval: float = 0.35
     video_history: int = 1024  # packets kept per video slot to answer NACKs (~5 s at 2 Mb/s)
     max_participants: int = 100
     negotiation_timeout: float = 15.0
     speech_check_interval: float = 0.1
+    # Media on 127.0.0.1 only, both ways: the server gathers loopback candidates and
+    # ignores a client's other ones (tests and single-machine development).
+    loopback_only: bool = False
 
 
 class Call:
@@ -78,7 +83,9 @@ class Call:
         if len(self.participants) >= self.config.max_participants:
             raise CallFull(f"the call holds {self.config.max_participants} participants")
         pid = ParticipantId(f"p{next(self._ids)}-{secrets.token_hex(3)}")
-        participant = Participant(pid, member, name, outbox)
+        participant = Participant(
+            pid, member, name, outbox, loopback_only=self.config.loopback_only
+        )
         for other in self.participants.values():
             other.send(ParticipantJoined(participant.describe()))
         self.participants[pid] = participant
@@ -112,7 +119,7 @@ class Call:
             await participant.accept_answer(message.sdp)
         elif isinstance(message, Candidate):
             pc = participant.pub if message.pc == "pub" else participant.sub
-            await add_candidate(pc, message)
+            await add_candidate(pc, message, loopback_only=participant.loopback_only)
         elif isinstance(message, Unpublish):
             track = participant.published.pop(message.kind, None)
             if track is not None:

@@ -31,6 +31,7 @@ from .rewriter import Rewriter
 log = logging.getLogger("inkroom.sfu.forwarder")
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], None]
+KEYFRAME_RETRY = 1.0  # seconds between keyframe requests while a slot waits for one
 
 
 class PublishedTrack:
@@ -133,6 +134,7 @@ class Downtrack:
         self._rewriter = Rewriter(random.getrandbits(15), random.getrandbits(32))
         self._history: PacketHistory[RtpPacket] = PacketHistory(history_size)
         self._last_sent = 0.0
+        self._asked_at = 0.0
         self.forwarded = 0
         self.egress = egress_factory(self)
 
@@ -189,9 +191,15 @@ class Downtrack:
         if not self.wanted or not self.egress.ready:
             return
         if not self._rewriter.active:
-            if self.kind is Kind.VIDEO and not keyframe_start(source.codec_name, packet.payload):
-                return  # the first packet of a run starts a picture, or nothing is sent
             now = time.monotonic()
+            if self.kind is Kind.VIDEO and not keyframe_start(source.codec_name, packet.payload):
+                # The first packet of a run starts a picture, or nothing is sent. Keep
+                # asking while waiting: a publisher may ignore a request (libwebrtc drops
+                # those closer than 300 ms to its last keyframe).
+                if now - self._asked_at >= KEYFRAME_RETRY:
+                    self._asked_at = now
+                    source.request_keyframe()
+                return
             gap = int((now - self._last_sent) * source.clock_rate)
             self._rewriter.resume(packet.sequence_number, packet.timestamp, gap)
         mapped = self._rewriter.map(packet.sequence_number, packet.timestamp)

@@ -53,7 +53,22 @@ def prefer_codecs(transceiver: RTCRtpTransceiver, kind: Kind) -> None:
     transceiver.setCodecPreferences([c for c in codecs if c.mimeType.split("/")[1] in CODECS[kind]])
 
 
-async def add_candidate(pc: RTCPeerConnection | None, message: Candidate) -> None:
+def _loopback(candidate_line: str) -> bool:
+    # "candidate:<foundation> <component> <transport> <priority> <address> <port> typ ..."
+    fields = candidate_line.split()
+    return len(fields) > 4 and fields[4].startswith("127.")
+
+
+def loopback_candidates_only(sdp: str) -> str:
+    """``sdp`` without its ``a=candidate`` lines for addresses other than 127.0.0.0/8."""
+    lines = sdp.split("\r\n")
+    kept = [ln for ln in lines if not ln.startswith("a=candidate:") or _loopback(ln)]
+    return "\r\n".join(kept)
+
+
+async def add_candidate(
+    pc: RTCPeerConnection | None, message: Candidate, *, loopback_only: bool = False
+) -> None:
     """Applies a trickled candidate; an empty one (end of candidates) is ignored.
 
     Raises:
@@ -64,6 +79,8 @@ async def add_candidate(pc: RTCPeerConnection | None, message: Candidate) -> Non
         return
     if pc is None or pc.remoteDescription is None:
         raise BadState(f"no {message.pc} connection to add a candidate to")
+    if loopback_only and not _loopback(message.candidate.removeprefix("a=")):
+        return
     line = message.candidate.removeprefix("a=").removeprefix("candidate:")
     try:
         candidate = candidate_from_sdp(line)
@@ -97,6 +114,7 @@ class Participant:
     negotiating: bool = False
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
+    loopback_only: bool = False
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -158,6 +176,8 @@ class Participant:
         if self.pub is None:
             self.pub = new_peer_connection()
         pc = self.pub
+        if self.loopback_only:
+            sdp = loopback_candidates_only(sdp)
         try:
             offered = [m.kind for m in SessionDescription.parse(sdp).media]
         except (ValueError, IndexError, KeyError) as exc:
@@ -192,6 +212,8 @@ class Participant:
         aiortc refuses it."""
         if self.sub is None or self.sub.signalingState != "have-local-offer":
             raise BadState("no subscribe offer is waiting for an answer")
+        if self.loopback_only:
+            sdp = loopback_candidates_only(sdp)
         try:
             await self.sub.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except Exception as exc:

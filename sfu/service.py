@@ -18,6 +18,7 @@ from typing import Any
 from . import metrics
 from .call import Call, SfuConfig
 from .errors import BadState, ErrorCode, SfuError
+from .hooks import use_loopback_only
 from .participant import Outbox, Participant
 from .policy import ClassPolicy, Member
 from .signaling import Error, Joined, Leave, parse
@@ -70,6 +71,8 @@ class Sfu:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Sfu:
+        if self.config.loopback_only:
+            use_loopback_only()
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         self._spawn(self._watch_speech(), "sfu-speech")

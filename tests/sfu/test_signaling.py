@@ -110,3 +110,20 @@ def test_server_messages_encode_with_their_type() -> None:
     assert json.loads(encode(Error(ErrorCode.BAD_STATE, "why", "answer")))["code"] == "bad-state"
     tracks = {"0": {"kind": "audio", "participant": "p1", "userId": "u"}}
     assert json.loads(encode(Tracks(tracks))) == {"type": "tracks", "tracks": tracks}
+
+
+def test_loopback_only_keeps_loopback_candidates() -> None:
+    from sfu.participant import loopback_candidates_only
+
+    sdp = (
+        "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+        "a=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n"
+        "a=candidate:2 1 udp 2130706431 10.1.2.3 5001 typ host\r\n"
+        "a=candidate:3 1 udp 2130706431 abcd.local 5002 typ host\r\n"
+        "a=mid:0\r\n"
+    )
+    assert loopback_candidates_only(sdp) == (
+        "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+        "a=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n"
+        "a=mid:0\r\n"
+    )
