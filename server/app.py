@@ -67,5 +67,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     static_dir = settings.static_dir
     if static_dir is not None and static_dir.is_dir():
         routes.append(Route("/c/{classroom}", spa_shell(static_dir)))
+        routes.append(Route("/check", spa_shell(static_dir)))  # the connection self-test
         routes.append(Mount("/", StaticFiles(directory=static_dir, html=True)))
     return Starlette(routes=routes, lifespan=lifespan)

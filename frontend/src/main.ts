@@ -2,6 +2,7 @@ import './style.css'
 import { App } from './app'
 import { sessionFromLocation } from './session'
 import { renderError } from './ui'
+import { mountCheck } from './check/page'
 
 declare global {
   interface Window {
@@ -11,7 +12,10 @@ declare global {
 
 const mount = document.getElementById('app')!
 const session = sessionFromLocation(window.location, window.localStorage)
-if ('error' in session) {
+if (window.location.pathname === '/check') {
+  document.title = 'Connection check · Inkroom'
+  mountCheck(mount, window.location)
+} else if ('error' in session) {
   renderError(mount, session.error)
 } else {
   // Keep the token out of the address bar (screenshots, shoulder surfers); it is remembered.

@@ -162,3 +162,13 @@ async def test_a_tutor_mute_in_the_class_document_stops_the_student_audio_within
         assert samples["inkroom_sfu_participants"] >= 2
         assert samples['inkroom_sfu_packets_out_total{kind="audio"}'] > 0
         assert samples['inkroom_sfu_packets_in_total{kind="audio"}'] > 0
+
+
+async def test_the_check_page_media_round_trip_is_a_call_of_its_own(server: str) -> None:
+    async with call_peer(call_url(server, Role.TUTOR, "tutor")) as tutor:
+        async with call_peer(call_url(server, Role.OBSERVER, "olga") + "&check=1") as check:
+            await check.publish(Tone(), MovingPicture(160, 120, 30))  # allowed: alone there
+            assert check.joined is not None
+            assert [p["userId"] for p in check.joined["participants"]] == ["olga"]
+            assert check.errors == []
+        assert not any(m["type"] == "participant-joined" for m in tutor.messages)

@@ -33,6 +33,10 @@ export class CallPanel {
     this.render()
   }
 
+  get checkUrl(): string {
+    return `/check?token=${encodeURIComponent(this.me.token)}`
+  }
+
   get tutor(): boolean {
     return TUTORS.has(this.me.role)
   }
@@ -76,18 +80,18 @@ export class CallPanel {
     const s = this.session
     const bar = h('div', { class: 'call-bar' })
     if (!s) {
-      const join = h('button', { class: 'call-join', 'aria-label': 'Join call', text: '📞 Join call' })
+      const join = h('button', { class: 'call-join', 'aria-label': 'Join call', text: 'Join call' })
       join.addEventListener('click', () => void this.join())
-      bar.append(join)
+      bar.append(join, h('a', { class: 'call-check', href: this.checkUrl, text: 'Check my connection' }))
     } else {
-      bar.append(this.toggle(s, 'audio', '🎤', 'Microphone'), this.toggle(s, 'video', '📷', 'Camera'))
+      bar.append(this.toggle(s, 'audio', 'Mic', 'Microphone'), this.toggle(s, 'video', 'Camera', 'Camera'))
       const leave = h('button', { class: 'call-leave', 'aria-label': 'Leave call', text: 'Leave' })
       leave.addEventListener('click', () => this.leave())
       bar.append(leave)
       if (s.paused.has('video')) bar.append(h('span', { class: 'call-note', text: 'Nobody sees your camera now.' }))
     }
     if (this.error) {
-      bar.append(h('span', { class: 'call-error', role: 'alert', text: `${this.error} ` }, h('a', { href: '/check', text: 'Check my connection' })))
+      bar.append(h('span', { class: 'call-error', role: 'alert', text: `${this.error} ` }, h('a', { href: this.checkUrl, text: 'Check my connection' })))
     }
     const tiles = h('div', { class: 'call-tiles' })
     if (s) this.renderTiles(s, tiles)
@@ -150,14 +154,14 @@ export class CallPanel {
 
   private spotlight(s: CallSession, p: Participant): HTMLButtonElement {
     const on = s.policy.spotlight === p.userId
-    const b = h('button', { 'aria-label': `Spotlight ${p.name || p.userId}`, 'aria-pressed': on ? 'true' : 'false', text: '⭐' })
+    const b = h('button', { 'aria-label': `Spotlight ${p.name || p.userId}`, 'aria-pressed': on ? 'true' : 'false', text: on ? 'Unspotlight' : 'Spotlight' })
     b.addEventListener('click', () => this.controls.setState('callSpotlight', on ? null : p.userId))
     return b
   }
 
   private muteButton(p: Participant, muted: Set<string>): HTMLButtonElement {
     const on = muted.has(p.userId)
-    const b = h('button', { 'aria-label': `Mute ${p.name || p.userId}`, 'aria-pressed': on ? 'true' : 'false', text: on ? '🔇' : '🔈' })
+    const b = h('button', { 'aria-label': `Mute ${p.name || p.userId}`, 'aria-pressed': on ? 'true' : 'false', text: on ? 'Unmute' : 'Mute' })
     b.addEventListener('click', () => {
       const next = new Set(muted)
       if (on) next.delete(p.userId)
