@@ -201,8 +201,6 @@ class Egress:
         self.ready = False
         self.payload_type = 0
         self.rtx_payload_type: int | None = None
-        self.codec_name = ""
-        self.clock_rate = 90000
         self.mid: str | None = None
         self.ssrc: int = sender._ssrc  # HOOK 6
         self._rtx_ssrc: int = sender._rtx_ssrc  # HOOK 6
@@ -223,8 +221,6 @@ class Egress:
             primary = parameters.codecs[0]
             assert primary.payloadType is not None  # always set once negotiated
             self.payload_type = primary.payloadType
-            self.codec_name = primary.name
-            self.clock_rate = primary.clockRate
             for codec in parameters.codecs:
                 if is_rtx(codec) and codec.parameters.get("apt") == primary.payloadType:
                     self.rtx_payload_type = codec.payloadType

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import metrics
 from .call import Call, SfuConfig
-from .errors import BadState, ErrorCode, SfuError
+from .errors import ErrorCode, SfuError
 from .hooks import use_loopback_only
 from .participant import Outbox, Participant
 from .policy import ClassPolicy, Member
@@ -179,4 +179,4 @@ class Sfu:
         await call.close()
 
 
-__all__ = ["BadState", "Session", "Sfu"]
+__all__ = ["Session", "Sfu"]
