@@ -20,6 +20,8 @@ from typing import Any
 
 import aioice.ice
 import aiortc
+import aiortc.codecs
+import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver
 from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
@@ -312,6 +314,21 @@ def count_frames_without_decoding() -> None:
     aiortc.rtcrtpreceiver.decoder_worker = passthrough
 
 
+OPUS_FMTP = {"useinbandfec": 1, "usedtx": 1}
+
+
+def ask_for_opus_fec_and_dtx() -> None:
+    """Makes this process's descriptions ask Opus senders for in-band FEC (loss
+    resilience) and DTX (a silent microphone sends almost nothing), as ``fmtp`` parameters.
+
+    HOOK 10: aiortc copies its codec table's parameters into every offer and answer; the
+    table has no public setter. A browser publishing to the SFU reads them in the answer.
+    """
+    for codec in aiortc.codecs.CODECS["audio"]:
+        if codec.mimeType.lower() == "audio/opus":
+            codec.parameters.update(OPUS_FMTP)
+
+
 def _source(obj: Any) -> str:
     return inspect.getsource(obj)
 
@@ -396,5 +413,16 @@ def check_hooks() -> list[str]:
         9,
         "target=decoder_worker" in _source(RTCRtpReceiver.receive),
         "receive() no longer starts the module-level decoder_worker",
+    )
+    opus = [c for c in aiortc.codecs.CODECS["audio"] if c.mimeType.lower() == "audio/opus"]
+    need(
+        10,
+        len(opus) == 1 and isinstance(opus[0].parameters, dict),
+        "aiortc.codecs.CODECS['audio'] no longer holds one Opus entry with parameters",
+    )
+    need(
+        10,
+        "copy.deepcopy(codec)" in _source(aiortc.rtcpeerconnection.find_common_codecs),
+        "descriptions no longer copy the local codec table's parameters",
     )
     return problems

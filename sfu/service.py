@@ -18,7 +18,7 @@ from typing import Any
 from . import metrics
 from .call import Call, SfuConfig
 from .errors import ErrorCode, SfuError
-from .hooks import use_loopback_only
+from .hooks import ask_for_opus_fec_and_dtx, use_loopback_only
 from .participant import Outbox, Participant
 from .policy import ClassPolicy, Member
 from .signaling import Error, Joined, Leave, parse
@@ -71,6 +71,7 @@ class Sfu:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Sfu:
+        ask_for_opus_fec_and_dtx()
         if self.config.loopback_only:
             use_loopback_only()
         self._tg = asyncio.TaskGroup()

@@ -186,3 +186,11 @@ async def test_unpublish_stops_forwarding_and_a_new_offer_publishes_again(sfu: S
 
         await tutor.offer_again()
         await until(lambda: any(r.frames > 10 for r in video_of(ann, tutor)), 10)
+
+
+async def test_publishers_are_asked_for_opus_fec_and_dtx(sfu: Sfu) -> None:
+    async with joined(sfu, "c", "tutor", Role.TUTOR) as tutor:
+        await tutor.publish(Tone())
+        assert tutor.pub is not None
+        fmtp = [ln for ln in tutor.pub.remoteDescription.sdp.splitlines() if "fmtp" in ln]
+        assert any("useinbandfec=1" in ln and "usedtx=1" in ln for ln in fmtp), fmtp
