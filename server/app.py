@@ -14,8 +14,11 @@ from starlette.staticfiles import StaticFiles
 from collab.adapters.sql_store import SqlStore
 from collab.memory import LocalBus
 from collab.registry import Registry
+from sfu.call import SfuConfig
+from sfu.service import Sfu
 
 from .billing_gate import billing_lifespan
+from .call_policy import CallPolicyFeed
 from .classroom import ClassroomHooks
 from .db import make_engine, migrate
 from .headers import SecurityHeaders
@@ -25,6 +28,7 @@ from .routes.billing import billing_routes
 from .routes.client import client_dir, shell
 from .routes.collab import websocket_endpoint
 from .routes.health import healthz, metrics, readyz
+from .routes.sfu import sfu_endpoint
 from .settings import Settings
 from .state import AppState
 from .web import OriginCheck
@@ -46,6 +50,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             async with registry, billing_lifespan(settings, engine) as billing:
                 state = AppState(settings, settings.signing_secret(), engine, registry)
                 state.billing = billing
+            # The SFU closes its calls before the registry flushes and unloads rooms.
+            sfu_config = SfuConfig(loopback_only=settings.sfu_loopback_only)
+            async with registry, Sfu(sfu_config) as sfu:
+                state = AppState(settings, settings.signing_secret(), engine, registry)
+                state.sfu, state.call_policy = sfu, CallPolicyFeed(registry, sfu)
                 app.state.inkroom = state
                 state.ready = True
                 log.info(
@@ -68,10 +77,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         WebSocketRoute("/ws/{document:path}", websocket_endpoint),
         *api_routes(),
         *billing_routes(),
+        WebSocketRoute("/sfu/{classroom}", sfu_endpoint),
     ]
     static_dir = client_dir(settings.static_dir)
     page = shell(static_dir)
-    routes += [Route("/", page), Route("/c/{classroom}", page), Route("/j/{code}", page)]
+    routes += [
+        Route("/", page),
+        Route("/c/{classroom}", page),
+        Route("/j/{code}", page),
+        Route("/check", page),  # the connection self-test
+    ]
     if static_dir is not None:
         routes.append(Mount("/", StaticFiles(directory=static_dir)))
     return Starlette(

@@ -63,6 +63,15 @@ class Settings(BaseSettings):
     # client address, within the window (seconds).
     signin_attempts: int = 5
     signin_window: float = 900.0
+    # Voice and video (docs/sfu.md): ICE servers handed to call participants. TURN
+    # credentials are derived from turn_secret (coturn's use-auth-secret); lists are JSON,
+    # e.g. INKROOM_TURN_URLS='["turn:turn.example.org:3478?transport=udp"]'.
+    stun_urls: list[str] = []
+    turn_urls: list[str] = []
+    turn_secret: str | None = Field(default=None, repr=False)
+    turn_ttl: int = 6 * 3600
+    # Call media on 127.0.0.1 only (tests, a single machine): see SfuConfig.loopback_only.
+    sfu_loopback_only: bool = False
 
     @property
     def sql_url(self) -> str:

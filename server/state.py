@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from collab.registry import Registry
+from sfu.service import Sfu
 
 from .accounts import Directory
 from .connections import Connections, classroom_of
@@ -17,6 +18,9 @@ from .web import Attempts, run
 
 if TYPE_CHECKING:
     from .billing_gate import BillingGate
+
+if TYPE_CHECKING:
+    from .call_policy import CallPolicyFeed
 
 
 @dataclass
@@ -28,6 +32,8 @@ class AppState:
     ready: bool = False
     quotas: ConnectionQuotas = field(default_factory=ConnectionQuotas)
     billing: BillingGate | None = None
+    sfu: Sfu | None = None
+    call_policy: CallPolicyFeed | None = None
     directory: Directory = field(init=False)
     connections: Connections = field(init=False)
     signin_by_email: Attempts = field(init=False)

@@ -11,6 +11,7 @@ import { DRAWING_TOOLS, type Tool, Tools } from './tools'
 import { type Chrome, COLOURS, WIDTHS, buildChrome, h, renderChat, renderRoster } from './ui'
 import { iconEl } from './icons'
 import { download, pagePng, pageSvg } from './export'
+import { CallPanel } from './call/panel'
 
 export class App {
   readonly boardDoc = new Y.Doc()
@@ -24,6 +25,7 @@ export class App {
   readonly undo: Y.UndoManager
   readonly chrome: Chrome
   readonly cursor: CursorPublisher
+  readonly call: CallPanel
   page = FIRST_PAGE
   colour = COLOURS[0]
   width = WIDTHS[1]
@@ -52,6 +54,11 @@ export class App {
       captureTimeout: 10 * 60_000,
     })
     this.cursor = new CursorPublisher(this.boardLink.awareness, session.userId, this.page)
+    const callUrl = `${serverUrl.replace(/\/ws$/, '/sfu')}/${session.classroom}?token=${encodeURIComponent(session.token)}`
+    this.call = new CallPanel(this.chrome.callMount, session, callUrl, {
+      setState: (key, value) => this.classDoc.transact(() => this.classroom.state.set(key, value), LOCAL),
+      getState: (key) => this.classroom.state.get(key),
+    })
     this.classLink.awareness.setLocalState({ u: session.userId, n: session.name, r: session.role, q: 0 })
     this.tools = new Tools({
       board: this.board,

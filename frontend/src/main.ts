@@ -18,7 +18,11 @@ const path = window.location.pathname
 async function route(): Promise<void> {
   const join = JOIN_PATH.exec(path)
   const classroom = CLASSROOM_PATH.exec(path)
-  if (classroom) {
+  if (path === '/check') {
+    document.title = 'Connection check · Inkroom'
+    const { mountCheck } = await import('./check/page')
+    mountCheck(mount, window.location)
+  } else if (classroom) {
     const { openClassroom } = await import('./classroom-page')
     await openClassroom(mount, classroom[1])
   } else if (join) {

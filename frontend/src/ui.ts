@@ -47,6 +47,8 @@ export const COLOURS = ['#1f2933', '#e11d48', '#2563eb', '#16a34a', '#f59e0b']
 export const WIDTHS = [4, 8, 16]
 
 export interface Chrome {
+  /** Where the call panel (src/call/) mounts itself, above the board. */
+  callMount: HTMLElement
   root: HTMLElement
   stage: HTMLElement
   cursors: HTMLElement
@@ -176,10 +178,11 @@ export function buildChrome(mount: HTMLElement, session: Session): Chrome {
       ),
     ),
   )
-  const root = h('div', { class: 'app' }, header, banner, h('div', { class: 'body' }, h('div', { class: 'stage-wrap' }, stage, cursors), scrim, panel), toolbar, confirmClear)
+  const callMount = h('div', { class: 'call-mount' })
+  const root = h('div', { class: 'app' }, header, banner, callMount, h('div', { class: 'body' }, h('div', { class: 'stage-wrap' }, stage, cursors), scrim, panel), toolbar, confirmClear)
   mount.replaceChildren(root)
   return {
-    root, stage, cursors, banner, status, pageLabel, prev, next, addPage, peopleButton, panel,
+    root, stage, cursors, banner, callMount, status, pageLabel, prev, next, addPage, peopleButton, panel,
     toolButtons, colourButtons, widthButtons, undo, redo, roster, hands, handButton, teacher,
     lock, follow, clear, chatList, chatForm, chatInput, exportPng, exportSvg, chatSection, scrim,
     confirmClear,

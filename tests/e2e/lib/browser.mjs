@@ -13,9 +13,17 @@ export const CHROMIUM_ARGS = [
   '--no-first-run',
 ]
 
-export async function launch() {
-  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true })
+export async function launch(extraArgs = []) {
+  return chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...extraArgs], headless: true })
 }
+
+/** Fake camera and microphone, no permission prompt, and WebRTC on 127.0.0.1. */
+export const CALL_ARGS = [
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+  '--autoplay-policy=no-user-gesture-required',
+]
 
 export const PHONE = {
   viewport: { width: 360, height: 740 },

@@ -1,0 +1,240 @@
+// One participant of a classroom call: the signaling WebSocket (docs/sfu.md) and the two
+// peer connections, `pub` (this browser offers what it sends) and `sub` (the server
+// offers what it forwards). No DOM here: the panel renders what this holds.
+
+export type Kind = 'audio' | 'video'
+
+export interface Participant {
+  participant: string
+  userId: string
+  name: string
+  role: string
+  published: Kind[]
+  muted: Kind[]
+}
+
+export interface Slot {
+  kind: Kind
+  participant: string | null
+  userId: string | null
+}
+
+export interface Policy {
+  muted: string[]
+  floor: string[]
+  spotlight: string | null
+  studentVideo: boolean
+}
+
+type Message = Record<string, unknown> & { type: string }
+
+const STATS_EVERY_MS = 5000
+
+export class CallSession {
+  ws: WebSocket | null = null
+  pub: RTCPeerConnection | null = null
+  sub: RTCPeerConnection | null = null
+  me = ''
+  iceServers: RTCIceServer[] = []
+  policy: Policy = { muted: [], floor: [], spotlight: null, studentVideo: true }
+  readonly participants = new Map<string, Participant>()
+  slots: Record<string, Slot> = {}
+  readonly streams = new Map<string, MediaStream>()
+  readonly paused = new Set<Kind>()
+  local: MediaStream | null = null
+  private statsTimer = 0
+  private waiting = new Map<string, (m: Message) => void>()
+
+  constructor(
+    readonly url: string,
+    readonly onChange: () => void,
+    readonly onError: (message: string) => void,
+  ) {}
+
+  /** Opens signaling and joins; resolves with the `joined` message. */
+  async join(): Promise<void> {
+    const ws = new WebSocket(this.url)
+    this.ws = ws
+    ws.onmessage = (e) => void this.receive(JSON.parse(String(e.data)) as Message)
+    ws.onclose = (e) => {
+      if (this.ws === ws && e.code !== 1000) this.onError(closeReason(e.code))
+      this.ws = null
+      this.onChange()
+    }
+    await new Promise<void>((resolve, reject) => {
+      ws.onopen = () => resolve()
+      ws.onerror = () => reject(new Error('Could not reach the call server.'))
+    })
+    const joined = this.expect('joined')
+    this.send({ type: 'join' })
+    const m = await joined
+    this.me = String(m.participant)
+    this.iceServers = (m.iceServers as RTCIceServer[]) ?? []
+    this.policy = m.policy as Policy
+    for (const p of m.participants as Participant[]) this.participants.set(p.participant, p)
+    this.statsTimer = window.setInterval(() => void this.reportStats(), STATS_EVERY_MS)
+    this.onChange()
+  }
+
+  /** Sends `stream`'s tracks on the publishing connection. */
+  async publish(stream: MediaStream): Promise<void> {
+    this.local = stream
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle' })
+    this.pub = pc
+    for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] })
+    pc.onicecandidate = (e) => {
+      if (e.candidate) this.send({ type: 'candidate', pc: 'pub', candidate: e.candidate.toJSON() })
+    }
+    await pc.setLocalDescription(await pc.createOffer())
+    const answered = this.expect('answer')
+    this.send({ type: 'offer', pc: 'pub', sdp: pc.localDescription!.sdp })
+    const answer = await answered
+    await pc.setRemoteDescription({ type: 'answer', sdp: String(answer.sdp) })
+  }
+
+  setMuted(kind: Kind, muted: boolean): void {
+    for (const t of this.local?.getTracks() ?? []) if (t.kind === kind) t.enabled = !muted
+    this.send({ type: 'mute', kind, muted })
+  }
+
+  isMuted(kind: Kind): boolean {
+    const track = this.local?.getTracks().find((t) => t.kind === kind)
+    return !track || !track.enabled
+  }
+
+  leave(): void {
+    this.send({ type: 'leave' })
+    window.clearInterval(this.statsTimer)
+    for (const t of this.local?.getTracks() ?? []) t.stop()
+    this.pub?.close()
+    this.sub?.close()
+    this.ws?.close(1000)
+    this.ws = null
+    this.pub = this.sub = null
+    this.streams.clear()
+    this.slots = {}
+    this.onChange()
+  }
+
+  /** Frames (video) or samples (audio) received so far per slot, for tests and the UI. */
+  async received(): Promise<Record<string, { kind: Kind; userId: string | null; count: number }>> {
+    const out: Record<string, { kind: Kind; userId: string | null; count: number }> = {}
+    if (!this.sub) return out
+    const stats = await this.sub.getStats()
+    stats.forEach((s: Record<string, unknown>) => {
+      if (s.type !== 'inbound-rtp' || typeof s.mid !== 'string') return
+      const slot = this.slots[s.mid]
+      const kind = s.kind as Kind
+      const count = Number(kind === 'video' ? s.framesDecoded : s.totalSamplesReceived) || 0
+      out[s.mid] = { kind, userId: slot?.userId ?? null, count }
+    })
+    return out
+  }
+
+  private send(m: Message): void {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(m))
+  }
+
+  private expect(type: string): Promise<Message> {
+    return new Promise((resolve) => this.waiting.set(type, resolve))
+  }
+
+  private async receive(m: Message): Promise<void> {
+    const waiter = this.waiting.get(m.type)
+    if (waiter) {
+      this.waiting.delete(m.type)
+      waiter(m)
+    }
+    switch (m.type) {
+      case 'offer':
+        await this.answer(String(m.sdp))
+        break
+      case 'tracks':
+        this.slots = m.tracks as Record<string, Slot>
+        break
+      case 'participant-joined': {
+        const p = m.participant as Participant
+        this.participants.set(p.participant, p)
+        break
+      }
+      case 'participant-left':
+        this.participants.delete(String(m.participant))
+        break
+      case 'participant-state': {
+        const p = this.participants.get(String(m.participant))
+        if (p) {
+          p.muted = m.muted as Kind[]
+          p.published = m.published as Kind[]
+        }
+        break
+      }
+      case 'policy':
+        this.policy = m.policy as Policy
+        break
+      case 'pause':
+        await this.pause(m.kind as Kind, m.paused === true)
+        break
+      case 'error':
+        this.onError(String(m.message))
+        break
+    }
+    this.onChange()
+  }
+
+  private async answer(sdp: string): Promise<void> {
+    if (!this.sub) {
+      const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle' })
+      pc.ontrack = (e) => {
+        const mid = e.transceiver.mid
+        if (mid) this.streams.set(mid, new MediaStream([e.track]))
+        this.onChange()
+      }
+      pc.onicecandidate = (e) => {
+        if (e.candidate) this.send({ type: 'candidate', pc: 'sub', candidate: e.candidate.toJSON() })
+      }
+      this.sub = pc
+    }
+    await this.sub.setRemoteDescription({ type: 'offer', sdp })
+    await this.sub.setLocalDescription(await this.sub.createAnswer())
+    this.send({ type: 'answer', pc: 'sub', sdp: this.sub.localDescription!.sdp })
+  }
+
+  /** Video nobody receives: stop encoding it (the camera stays on for the preview). */
+  private async pause(kind: Kind, paused: boolean): Promise<void> {
+    if (paused) this.paused.add(kind)
+    else this.paused.delete(kind)
+    for (const sender of this.pub?.getSenders() ?? []) {
+      if (sender.track?.kind !== kind) continue
+      const params = sender.getParameters()
+      for (const e of params.encodings ?? []) e.active = !paused
+      await sender.setParameters(params).catch(() => undefined)
+    }
+  }
+
+  private async reportStats(): Promise<void> {
+    if (!this.pub && !this.sub) return
+    const report: Record<string, number | string> = {}
+    for (const [name, pc] of [['pub', this.pub], ['sub', this.sub]] as const) {
+      if (!pc) continue
+      const stats = await pc.getStats()
+      stats.forEach((s: Record<string, unknown>) => {
+        if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') {
+          report[`${name}.rtt`] = Number(s.currentRoundTripTime) || 0
+          report[`${name}.outgoingBitrate`] = Number(s.availableOutgoingBitrate) || 0
+        }
+        if (s.type === 'inbound-rtp') {
+          report[`${name}.${String(s.mid)}.lost`] = Number(s.packetsLost) || 0
+          report[`${name}.${String(s.mid)}.jitter`] = Number(s.jitter) || 0
+        }
+      })
+    }
+    this.send({ type: 'stats', report })
+  }
+}
+
+function closeReason(code: number): string {
+  if (code === 4401) return 'Your access to this call has expired. Open the classroom link again.'
+  if (code === 4403) return 'This link is for another classroom.'
+  if (code === 1013) return 'The call is busy. Try joining again in a moment.'
+  return 'The call connection was lost. Check your network and join again (see /check).'
+}
