@@ -47,13 +47,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         store = SqlStore(engine)
         registry = Registry(store, LocalBus(), hooks=ClassroomHooks(), limits=settings.limits())
         try:
-            async with registry, billing_lifespan(settings, engine) as billing:
-                state = AppState(settings, settings.signing_secret(), engine, registry)
-                state.billing = billing
             # The SFU closes its calls before the registry flushes and unloads rooms.
             sfu_config = SfuConfig(loopback_only=settings.sfu_loopback_only)
-            async with registry, Sfu(sfu_config) as sfu:
+            async with (
+                registry,
+                billing_lifespan(settings, engine) as billing,
+                Sfu(sfu_config) as sfu,
+            ):
                 state = AppState(settings, settings.signing_secret(), engine, registry)
+                state.billing = billing
                 state.sfu, state.call_policy = sfu, CallPolicyFeed(registry, sfu)
                 app.state.inkroom = state
                 state.ready = True
