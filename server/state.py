@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from collab.registry import Registry
 
 from .accounts import Directory
+from .admission import Admission
 from .connections import Connections, classroom_of
 from .quotas import ConnectionQuotas
 from .settings import Settings
@@ -29,6 +30,7 @@ class AppState:
     quotas: ConnectionQuotas = field(default_factory=ConnectionQuotas)
     billing: BillingGate | None = None
     directory: Directory = field(init=False)
+    admission: Admission = field(init=False)
     connections: Connections = field(init=False)
     signin_by_email: Attempts = field(init=False)
     signin_by_address: Attempts = field(init=False)
@@ -36,6 +38,7 @@ class AppState:
     def __post_init__(self) -> None:
         self.directory = Directory(self.engine, session_ttl=self.settings.session_ttl)
         self.connections = Connections(self.registry)
+        self.admission = Admission(lambda: self.billing, self.directory)
         s = self.settings
         self.signin_by_email = Attempts(s.signin_attempts, s.signin_window)
         self.signin_by_address = Attempts(s.signin_attempts * 6, s.signin_window)
