@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from billing.model import Access
+from billing.model import Access, Entitlements
 
 from .accounts import Directory
 from .auth import Role
@@ -110,6 +110,9 @@ class Admission:
         self._recent: OrderedDict[tuple[str, str], float] = OrderedDict()
         # classroom -> user -> open student connections
         self._seats: dict[str, dict[str, int]] = {}
+        # classroom -> the entitlements it last had access with: a lesson that goes on after
+        # access is lost keeps its plan's size (a lapsed account's entitlements are nothing)
+        self._plans: OrderedDict[str, Entitlements] = OrderedDict()
 
     # -- the owner's access ----------------------------------------------------------------
 
@@ -138,7 +141,13 @@ class Admission:
         owner = await self.owner(classroom)
         if owner is None:
             return FREE
-        return await gate.access(owner, fresh=fresh)
+        access = await gate.access(owner, fresh=fresh)
+        if access.has_access:
+            self._plans[classroom] = access.entitlements
+            self._plans.move_to_end(classroom)
+            while len(self._plans) > MAX_TRACKED:
+                self._plans.popitem(last=False)
+        return access
 
     # -- the decision ----------------------------------------------------------------------
 
@@ -171,8 +180,10 @@ class Admission:
             raise VideoNotIncluded("video calls are not part of the tutor's plan")
         if role is Role.STUDENT and not self._seats.get(classroom, {}).get(user_id):
             # A seat freed by a leaver may be taken by another student: only a student who
-            # holds one now passes when the class is full.
-            limit = access.entitlements.students_per_classroom
+            # holds one now passes when the class is full. Without access (a lesson going
+            # on), the size is the plan's the classroom last had, if known.
+            plan = access.entitlements if access.has_access else self._plans.get(classroom)
+            limit = plan.students_per_classroom if plan is not None else None
             if limit is not None and self.seated(classroom) >= limit:
                 raise ClassFull(full_message(limit))
 
