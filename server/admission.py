@@ -28,6 +28,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from prometheus_client import Counter
+
 from billing.model import Access, Entitlements
 
 from .accounts import Directory
@@ -44,6 +46,12 @@ STAFF_ROLES = frozenset({Role.TUTOR, Role.ADMIN})
 LESSON_GAP = 600.0  # seconds: a participant who left less than this ago is still in the lesson
 OWNER_TTL = 30.0  # seconds a classroom's owner is remembered
 MAX_TRACKED = 100_000
+
+REFUSALS = Counter(
+    "inkroom_classroom_refusals_total",
+    "Joins refused by the owner's subscription or the plan's class size",
+    ["reason", "role"],
+)
 
 
 class PaymentRequired(ServerError):
@@ -170,6 +178,26 @@ class Admission:
         return access
 
     def _judge(
+        self, classroom: str, user_id: str, role: Role, access: Access, *, video: bool
+    ) -> None:
+        try:
+            self._rules(classroom, user_id, role, access, video=video)
+        except (PaymentRequired, ClassFull, VideoNotIncluded) as exc:
+            REFUSALS.labels(exc.reason, role.value).inc()
+            log.info(
+                "join refused: %s",
+                exc.reason,
+                extra={
+                    "classroom": classroom,
+                    "user": user_id,
+                    "role": role.value,
+                    "billing_state": access.state.value,
+                    "billing_reason": access.reason,
+                },
+            )
+            raise
+
+    def _rules(
         self, classroom: str, user_id: str, role: Role, access: Access, *, video: bool
     ) -> None:
         if role in STAFF_ROLES:

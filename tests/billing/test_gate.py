@@ -142,6 +142,10 @@ def test_a_lapsed_owners_classroom_refuses_students_with_4402(tmp_path: Path) ->
             assert "This class is paused" in r.json()["error"]
             r = _join(student, ls.invite, "Sam")
             assert (r.status_code, r.json()["reason"]) == (402, "payment-required")
+        metrics = httpx.get(ls.base + "/metrics", timeout=30).text
+        assert 'inkroom_classroom_refusals_total{reason="payment-required",role="student"}' in (
+            metrics
+        )
         # The refused student did not use the invite up.
         invites = ls.tutor.get(f"/api/classrooms/{ls.classroom}/invites").json()["invites"]
         assert invites[0]["uses"] == 0
