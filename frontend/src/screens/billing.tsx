@@ -41,9 +41,19 @@ export function Subscription() {
   const problem = useSignal<string | null>(null)
 
   useEffect(() => {
-    api<AccountBilling>('GET', '/api/billing/account')
-      .then((b) => (info.value = b))
-      .catch(() => (info.value = null))
+    // Back from Checkout: Stripe's webhook may arrive after the redirect, so look again for
+    // a while (every 2 s, at most a minute) until the subscription shows.
+    let tries = new URLSearchParams(location.search).get('billing') === 'success' ? 30 : 0
+    let timer = 0
+    const load = () =>
+      api<AccountBilling>('GET', '/api/billing/account')
+        .then((b) => {
+          info.value = b
+          if (b.enabled && b.state === 'none' && tries-- > 0) timer = window.setTimeout(load, 2000)
+        })
+        .catch(() => (info.value = null))
+    void load()
+    return () => clearTimeout(timer)
   }, [])
 
   const b = info.value
