@@ -174,6 +174,19 @@ def test_admin_timeline_is_for_admins_only(
         ).status_code
         == 404
     )
+    # Accounts too: an admin account's session is let in, a tutor's is not.
+    state = app_client.app.state.inkroom  # type: ignore[attr-defined]
+    state.directory.create_account("root@example.org", "a long admin password", role="admin")
+    r = app_client.post(
+        "/api/auth/signin",
+        json={"email": "root@example.org", "password": "a long admin password", "bearer": True},
+    )
+    admin_session = {"Authorization": f"Bearer {r.json()['token']}"}
+    assert app_client.get(path, headers=admin_session).status_code == 200
+    tutor_session = tutor_bearer(app_client, "tutor@example.org")
+    assert app_client.get(path, headers=tutor_session).status_code == 403
+    bad = {"Authorization": "Bearer not-a-session"}
+    assert app_client.get(path, headers=bad).status_code == 401
     view = admin_view(app_client, str(sub["customer"]))
     timeline = view["timeline"]
     assert isinstance(timeline, dict)
@@ -259,6 +272,8 @@ def test_checkout_portal_and_account_endpoints(app_client: TestClient) -> None:
     account = app_client.get("/api/billing/account", headers=tutor).json()
     assert account["has_access"] is True
     assert account["status"] == "Trial, 14 days left"
+    # The home page offers Manage, not a second Checkout.
+    assert (account["can_subscribe"], account["can_manage"]) == (False, True)
     portal = app_client.post(
         "/api/billing/portal", json={"return_url": "https://x/"}, headers=tutor
     )
