@@ -20,6 +20,11 @@ import { ROOT, startServer } from './lib/server.mjs'
 import { DESKTOP, PHONE, launch, waitOnline } from './lib/browser.mjs'
 
 const PASSWORD = 'a long tutor password'
+// INKROOM_SCREENSHOTS=1 also writes docs/billing-*.png.
+const SHOTS = process.env.INKROOM_SCREENSHOTS === '1'
+const shot = async (p, name) => {
+  if (SHOTS) await p.screenshot({ path: path.join(ROOT, 'docs', name) })
+}
 const WEBHOOK_SECRET = 'whsec_inkroom_e2e_' + '0'.repeat(16)
 const PLANS = JSON.stringify([
   { key: 'solo', stripe_price: 'price_solo', name: 'Solo', students_per_classroom: 1, video: false, trial_days: 14 },
@@ -135,9 +140,11 @@ test('a lapsed tutor’s students see why the class is paused; in grace they get
   assert.equal(paused.reason, 'payment-required')
   assert.match(paused.text, /This class is paused/)
   assert.match(paused.text, /Ask your tutor/)
+  await shot(first, 'billing-paused-phone.png')
   await home.reload()
   await panel.locator('[data-testid="subscription-status"]', { hasText: 'Trial ended without a card' }).waitFor()
   assert.equal(await panel.getAttribute('data-access'), 'false')
+  await shot(home, 'billing-home-lapsed.png')
 
   // Grace: a card is added and charged, then a renewal fails (past due, within 7 days).
   await control('/_world/step', { account, path: ['active', 'past_due'] })
@@ -156,6 +163,7 @@ test('a lapsed tutor’s students see why the class is paused; in grace they get
   assert.match(await banner.textContent(), /Payment failed: update your card by \d+ \w+ \d{4}/)
   assert.equal(await banner.getByRole('link', { name: 'Manage subscription' }).getAttribute('href'), '/#billing')
   assert.equal(await first.locator('[data-testid="billing-banner"]').count(), 0, 'students are not told on the board')
+  await shot(board, 'billing-board-grace.png')
 
   // The Solo plan: one student per class. Ana holds the seat; Ben, opening the invite, is
   // refused before he types his name, with the plan's number.
