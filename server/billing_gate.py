@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -50,6 +52,10 @@ DEFAULT_PLANS = [
     },
 ]
 FREE = Access(True, State.NONE, UNLIMITED, "billing_off", None, None, "free")
+# Joins ask for the owner's access on every connection: answers are kept this long (seconds)
+# and dropped at once when a webhook, a reconciliation or the clock tick may have changed them.
+ACCESS_TTL = 5.0
+MAX_CACHED = 10_000
 
 
 def plans_from(settings: Settings) -> dict[str, Plan]:
@@ -65,6 +71,8 @@ class BillingGate:
         self.billing = billing
         self.settings = settings
         self._wake = anyio.Event()
+        self._cache: OrderedDict[str, tuple[float, Access]] = OrderedDict()
+        self.ttl = ACCESS_TTL
 
     @property
     def enabled(self) -> bool:
@@ -81,14 +89,32 @@ class BillingGate:
             return FREE
         return self.billing.access(AccountId(account))
 
-    async def access(self, account: str) -> Access:
-        """The access decision for the account that owns a classroom."""
+    async def access(self, account: str, *, fresh: bool = False) -> Access:
+        """The access decision for the account that owns a classroom.
+
+        Cached per account for ``ttl`` seconds (a join asks on every connection); ``fresh``
+        reads through. Webhooks, reconciliation and the clock tick drop the cache."""
         if self.billing is None:
             return FREE
-        return await anyio.to_thread.run_sync(self.access_now, account)
+        at = time.monotonic()
+        cached = self._cache.get(account)
+        if not fresh and cached is not None and cached[0] > at:
+            return cached[1]
+        answer = await anyio.to_thread.run_sync(self.access_now, account)
+        self._cache[account] = (at + self.ttl, answer)
+        self._cache.move_to_end(account)
+        while len(self._cache) > MAX_CACHED:
+            self._cache.popitem(last=False)
+        return answer
+
+    def invalidate(self) -> None:
+        """Drops every cached decision (a state may have changed)."""
+        self._cache.clear()
 
     def wake(self) -> None:
-        """Asks the outbox worker to drain now (after a webhook or a command)."""
+        """Asks the outbox worker to drain now (after a webhook or a command); cached access
+        decisions are dropped, since the state may have changed."""
+        self.invalidate()
         self._wake.set()
 
     async def _outbox_worker(self, billing: Billing) -> None:
@@ -120,6 +146,7 @@ class BillingGate:
                 await anyio.to_thread.run_sync(billing.tick)
             except Exception:
                 log.exception("billing tick failed")
+            self.invalidate()
             await anyio.sleep(min(interval, 60.0))
 
 

@@ -11,6 +11,7 @@ from collab.registry import Registry
 from sfu.service import Sfu
 
 from .accounts import Directory
+from .admission import Admission
 from .connections import Connections, classroom_of
 from .quotas import ConnectionQuotas
 from .settings import Settings
@@ -35,6 +36,7 @@ class AppState:
     sfu: Sfu | None = None
     call_policy: CallPolicyFeed | None = None
     directory: Directory = field(init=False)
+    admission: Admission = field(init=False)
     connections: Connections = field(init=False)
     signin_by_email: Attempts = field(init=False)
     signin_by_address: Attempts = field(init=False)
@@ -42,6 +44,7 @@ class AppState:
     def __post_init__(self) -> None:
         self.directory = Directory(self.engine, session_ttl=self.settings.session_ttl)
         self.connections = Connections(self.registry)
+        self.admission = Admission(lambda: self.billing, self.directory)
         s = self.settings
         self.signin_by_email = Attempts(s.signin_attempts, s.signin_window)
         self.signin_by_address = Attempts(s.signin_attempts * 6, s.signin_window)

@@ -4,9 +4,10 @@
 
 import { ApiError, type PageToken, api } from './api'
 import { App } from './app'
+import { watchBilling } from './billing-banner'
 import { reasonForClose } from './refusals'
 import { renderRefusal } from './screens/refusal'
-import { type Session, rememberToken, sessionFromToken, storedToken } from './session'
+import { type Session, isTeacher, rememberToken, sessionFromToken, storedToken } from './session'
 import { TokenKeeper, tokenExpiry } from './tokens'
 
 /** A remembered token is used as is when it has at least this long left. */
@@ -54,10 +55,12 @@ function start(mount: HTMLElement, session: Session, renewable: boolean): void {
   const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws'
   let app: App | null = null
   let ended = false
+  let stopBilling = () => undefined as void
   const end = (reason: string, detail?: string) => {
     if (ended) return
     ended = true
     keeper.stop()
+    stopBilling()
     app?.destroy()
     window.inkroom = undefined
     renderRefusal(mount, reason, detail)
@@ -85,6 +88,8 @@ function start(mount: HTMLElement, session: Session, renewable: boolean): void {
       end(reasonForClose(code, reason), reason)
     },
   })
+  // The tutor hears from billing here (grace, lapsed): students are not told on the board.
+  if (isTeacher(session.role)) stopBilling = watchBilling(app.chrome.banner, session.classroom)
   // Tests and the benchmark read the documents through this handle.
   window.inkroom = app
   keeper.start()

@@ -7,6 +7,8 @@ export interface RefusalText {
   body: string
   /** 'home' (sign in), 'retry' (reload), or none. */
   action?: 'home' | 'retry'
+  /** The server's own message (when given) says it better: a number, a plan. */
+  detailed?: boolean
 }
 
 const ASK = 'Ask your tutor for a new link.'
@@ -24,19 +26,25 @@ const TEXTS: Record<string, Omit<RefusalText, 'reason'>> = {
   'token-expired': { title: 'Your access has run out', body: `Your access to this classroom ended and could not be renewed. ${ASK}`, action: 'retry' },
   offline: { title: 'No connection', body: 'The server cannot be reached. Check your internet connection and try again.', action: 'retry' },
   server: { title: 'Something went wrong', body: 'The server had a problem. Try again in a minute.', action: 'retry' },
+  'payment-required': { title: 'This class is paused', body: "The tutor's subscription needs attention, so nobody new can join for now. Ask your tutor." },
+  'class-full': { title: 'This class is full', body: "The class already has as many students as the tutor's plan allows. Ask your tutor.", detailed: true },
+  'video-not-included': { title: 'No video in this class', body: "The tutor's plan does not include video calls. Ask your tutor." },
   refused: { title: 'You cannot enter this classroom', body: `The server refused access. ${ASK}` },
 }
 
 export function refusalText(reason: string, detail?: string): RefusalText {
   const t = TEXTS[reason] ?? TEXTS.refused
-  const body = TEXTS[reason] || !detail ? t.body : `${t.body} (${detail})`
+  const body = t.detailed && detail ? detail : TEXTS[reason] || !detail ? t.body : `${t.body} (${detail})`
   return { reason: TEXTS[reason] ? reason : 'refused', ...t, body }
 }
 
 /** The refusal for a WebSocket close: 4410 archived, 4403 revoked / removed / another
- * classroom, 4401 a token that could not be renewed. */
+ * classroom, 4401 a token that could not be renewed, 4402 the tutor's subscription,
+ * 4413 a full class. */
 export function reasonForClose(code: number, reason: string): string {
   if (code === 4410) return 'archived'
+  if (code === 4402) return reason.startsWith('video') ? 'video-not-included' : 'payment-required'
+  if (code === 4413) return 'class-full'
   if (code === 4403) {
     if (reason.startsWith('revoked')) return 'revoked'
     if (reason.startsWith('removed')) return 'removed'

@@ -1,7 +1,8 @@
 """Billing HTTP endpoints: Stripe's webhook, the tutor's checkout/portal/status, the admin
 timeline.
 
-Until accounts land, the tutor's account id is the ``sub`` of their token (opaque to billing).
+The tutor's billing account is their signed-in account (``acct-N``, opaque to billing); a
+tutor's access token (``inkroom token``) speaks for the account that owns its classroom.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from billing.model import AccountId
 from billing.ports import StripeError
 from billing.service import BillingError, Outcome
 
-from ..auth import Claims, Role, verify
+from ..auth import Role
 from ..billing_gate import BillingGate
-from ..errors import Forbidden, ServerError
+from ..errors import Forbidden, InvalidToken, ServerError
 from ..state import AppState
+from ..web import Principal, principal
+from .classrooms import managed
 
 log = logging.getLogger("inkroom.billing")
 
@@ -67,18 +70,32 @@ async def stripe_webhook(request: Request) -> Response:
     )
 
 
-def _claims(request: Request) -> Claims:
+async def _who(request: Request) -> Principal:
+    """The signed-in caller (session cookie, bearer session or bearer access token).
+
+    Raises:
+        InvalidToken: nobody is signed in, or the bearer credential is not valid (401).
+    """
     state: AppState = request.app.state.inkroom
-    header = request.headers.get("authorization", "")
-    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
-    return verify(state.secret, token)
+    who = await principal(request, state.directory, state.secret)
+    if who is None:
+        raise InvalidToken("sign in first")
+    return who
 
 
-def _tutor(request: Request) -> AccountId:
-    claims = _claims(request)
-    if claims.role not in (Role.TUTOR, Role.ADMIN):
-        raise Forbidden("only a tutor manages billing")
-    return AccountId(claims.user_id)
+async def _tutor(request: Request) -> AccountId:
+    """The account whose subscription this is: the signed-in account, or for a tutor's
+    access token (``inkroom token``) the account that owns its classroom."""
+    who = await _who(request)
+    if who.account is not None:
+        return AccountId(who.account.user_id)
+    assert who.claims is not None
+    if who.claims.role is Role.TUTOR:
+        state: AppState = request.app.state.inkroom
+        owner = await state.admission.owner(who.claims.classroom)
+        if owner is not None:
+            return AccountId(owner)
+    raise Forbidden("only a tutor's account manages billing: sign in")
 
 
 async def _json(request: Request) -> dict[str, Any]:
@@ -93,21 +110,25 @@ async def account_billing(request: Request) -> Response:
     """``GET /api/billing/account``: the tutor's state in words, access, plans."""
     gate = _gate(request)
     try:
-        account = _tutor(request)
+        account = await _tutor(request)
     except ServerError as exc:
         return _error(str(exc), exc.status_code)
-    access = await gate.access(account)
+    access = await gate.access(account, fresh=True)
     body: dict[str, Any] = {"enabled": gate.enabled, **access.to_json()}
     if gate.billing is not None:
         billing = gate.billing
 
-        def words() -> str:
+        def words() -> tuple[str, bool, bool]:
             with billing.repo.transaction() as tx:
                 customer = tx.customer_of(account)
                 views = billing._views(tx, customer) if customer else []
-            return describe(primary(views), billing.now(), billing.grace)
+            live = any(v.snapshot.stripe_live for v in views)
+            return describe(primary(views), billing.now(), billing.grace), live, bool(customer)
 
-        body["status"] = await anyio.to_thread.run_sync(words)
+        body["status"], live, customer = await anyio.to_thread.run_sync(words)
+        # No second checkout while a subscription is live: the page offers the portal.
+        body["can_subscribe"] = not live
+        body["can_manage"] = customer
         body["plans"] = [
             {
                 "key": p.key,
@@ -127,7 +148,7 @@ async def checkout(request: Request) -> Response:
     if gate.billing is None:
         return _error("billing is off: every classroom is free", 404)
     try:
-        account = _tutor(request)
+        account = await _tutor(request)
     except ServerError as exc:
         return _error(str(exc), exc.status_code)
     body = await _json(request)
@@ -153,7 +174,7 @@ async def portal(request: Request) -> Response:
     if gate.billing is None:
         return _error("billing is off: every classroom is free", 404)
     try:
-        account = _tutor(request)
+        account = await _tutor(request)
     except ServerError as exc:
         return _error(str(exc), exc.status_code)
     body = await _json(request)
@@ -172,8 +193,7 @@ async def admin_customer(request: Request) -> Response:
     """``GET /api/admin/billing/customers/{stripe_customer_id}``: state, access, timeline."""
     gate = _gate(request)
     try:
-        claims = _claims(request)
-        if claims.role is not Role.ADMIN:
+        if not (await _who(request)).is_admin:
             raise Forbidden("admins only")
     except ServerError as exc:
         return _error(str(exc), exc.status_code)
@@ -212,6 +232,26 @@ async def admin_customer(request: Request) -> Response:
     return JSONResponse(body)
 
 
+async def classroom_billing(request: Request) -> Response:
+    """``GET /api/classrooms/{C}/billing``: for whoever manages the classroom, its owner's
+    access (the banner the tutor's board shows, and whether students are let in)."""
+    found = await managed(request, request.path_params["classroom"])
+    if isinstance(found, Response):
+        return found
+    state: AppState = request.app.state.inkroom
+    access = await state.admission.access(found[1].id)
+    body = {
+        "enabled": state.billing is not None and state.billing.enabled,
+        "has_access": access.has_access,
+        "state": access.state.value,
+        "reason": access.reason,
+        "banner": access.banner,
+        "entitlements": access.entitlements.to_json(),
+        "manage_url": "/#billing",
+    }
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
 def _known(billing: Any) -> set[str]:
     with billing.repo.transaction() as tx:
         return set(tx.customers())
@@ -223,5 +263,6 @@ def billing_routes() -> list[Route]:
         Route("/api/billing/account", account_billing, methods=["GET"]),
         Route("/api/billing/checkout", checkout, methods=["POST"]),
         Route("/api/billing/portal", portal, methods=["POST"]),
+        Route("/api/classrooms/{classroom}/billing", classroom_billing),
         Route("/api/admin/billing/customers/{stripe_customer_id}", admin_customer),
     ]

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..accounts import AccountError, Classroom, Invite, now, valid_classroom_id
+from ..admission import ClassFull, PaymentRequired
 from ..auth import Role, issue
 from ..errors import ARCHIVED, InvalidToken
 from ..state import AppState
@@ -65,6 +66,18 @@ def _refusal(reason: str) -> Response:
     return error(STATUS.get(reason, 403), REFUSALS.get(reason, "Access refused."), reason)
 
 
+async def _admission_refusal(
+    state: AppState, classroom: str, user_id: str | None, role: Role
+) -> Response | None:
+    """The refusal when the owner's subscription or the plan's class size keeps this
+    student or observer out (``server/admission.py``); ``None`` when they may enter."""
+    try:
+        await state.admission.check(classroom, user_id or "", role)
+    except (PaymentRequired, ClassFull) as exc:
+        return error(exc.status_code, str(exc), exc.reason)
+    return None
+
+
 def _invite_json(request: Request, invite: Invite) -> dict[str, Any]:
     body = invite.public()
     body["url"] = f"{public_base(request, _state(request).settings)}/j/{invite.code}"
@@ -103,6 +116,9 @@ async def _managed(request: Request, classroom_id: str) -> tuple[Principal, Clas
             state.directory.create_classroom, classroom_id, None, classroom_id=classroom_id
         )
     return who, classroom
+
+
+managed = _managed  # for the other routes about one classroom (billing's banner)
 
 
 async def list_classrooms(request: Request) -> Response:
@@ -263,6 +279,9 @@ async def invite_info(request: Request) -> Response:
     returning = grant_member(request, state.secret, classroom.id)
     if status != "ok" and not (status != "revoked" and returning):
         return _refusal(status)
+    refused = await _admission_refusal(state, classroom.id, returning, Role(invite.role))
+    if refused is not None:
+        return refused
     body = {
         "classroom": {"id": classroom.id, "title": classroom.title},
         "role": invite.role,
@@ -289,6 +308,10 @@ async def join(request: Request) -> Response:
     if classroom is None or classroom.archived:
         return _refusal("archived")
     returning = grant_member(request, state.secret, classroom.id)
+    # Before the join is recorded: a refused student does not use up the invite.
+    refused = await _admission_refusal(state, classroom.id, returning, Role(invite.role))
+    if refused is not None:
+        return refused
     try:
         _, member = await run(state.directory.join, code, str(body.get("name") or ""), returning)
     except AccountError as exc:
@@ -348,6 +371,9 @@ async def page_token(request: Request) -> Response:
     invite = await run(state.directory.invite, member.invite_code)
     if invite is None or invite.revoked_at is not None:
         return _refusal("revoked")
+    refused = await _admission_refusal(state, classroom.id, member.id, Role(member.role))
+    if refused is not None:
+        return refused
     return _token_response(state, classroom, Role(member.role), member.id, member.name)
 
 

@@ -14,6 +14,7 @@ from collab.session import serve
 
 from ..auth import Claims, authorize, require_document, verify
 from ..classroom import STAFF, class_document
+from ..connections import classroom_of
 from ..errors import ClassroomArchived, Forbidden, ServerError
 from ..state import AppState
 from ..ws_protocol import EXTENSION
@@ -82,6 +83,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         if await state.directory_archived(document):
             raise ClassroomArchived("archived")
         lease = state.quotas.acquire(claims.user_id, claims.classroom)
+        try:
+            # The owner's subscription and the plan's class size (server/admission.py).
+            seat = await state.admission.admit(classroom_of(document), claims.user_id, claims.role)
+        except BaseException:
+            lease.release()
+            raise
     except ServerError as exc:
         # Accepted first, then closed with a 44xx code: a refusal during the handshake
         # reaches the browser as 1006, which the stock client retries forever.
@@ -93,6 +100,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     try:
         await _serve(state, connection, document, claims)
     finally:
+        seat.release()
         lease.release()
 
 

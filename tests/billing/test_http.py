@@ -80,6 +80,16 @@ def bearer(role: Role, user: str = "u1") -> dict[str, str]:
     return {"Authorization": f"Bearer {issue(SECRET, classroom='c1', role=role, user_id=user)}"}
 
 
+def tutor_bearer(c: TestClient, email: str) -> dict[str, str]:
+    """Signs up a tutor account; its session as a bearer token (billing is per account)."""
+    r = c.post(
+        "/api/auth/signup",
+        json={"email": email, "password": "a long tutor password", "name": "Tutor", "bearer": True},
+    )
+    assert r.status_code == 201, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
 def admin_view(c: TestClient, customer: str) -> dict[str, object]:
     response = c.get(f"/api/admin/billing/customers/{customer}", headers=bearer(Role.ADMIN))
     assert response.status_code == 200, response.text
@@ -164,6 +174,19 @@ def test_admin_timeline_is_for_admins_only(
         ).status_code
         == 404
     )
+    # Accounts too: an admin account's session is let in, a tutor's is not.
+    state = app_client.app.state.inkroom  # type: ignore[attr-defined]
+    state.directory.create_account("root@example.org", "a long admin password", role="admin")
+    r = app_client.post(
+        "/api/auth/signin",
+        json={"email": "root@example.org", "password": "a long admin password", "bearer": True},
+    )
+    admin_session = {"Authorization": f"Bearer {r.json()['token']}"}
+    assert app_client.get(path, headers=admin_session).status_code == 200
+    tutor_session = tutor_bearer(app_client, "tutor@example.org")
+    assert app_client.get(path, headers=tutor_session).status_code == 403
+    bad = {"Authorization": "Bearer not-a-session"}
+    assert app_client.get(path, headers=bad).status_code == 401
     view = admin_view(app_client, str(sub["customer"]))
     timeline = view["timeline"]
     assert isinstance(timeline, dict)
@@ -210,7 +233,7 @@ def test_without_a_key_billing_is_off_and_everything_is_free(
         assert any("billing off" in r.getMessage() for r in caplog.records)
         payload = event("customer.subscription.created", {"id": "sub_x", "object": "subscription"})
         assert c.post(URL, content=payload, headers=signed(payload)).status_code == 404
-        account = c.get("/api/billing/account", headers=bearer(Role.TUTOR)).json()
+        account = c.get("/api/billing/account", headers=tutor_bearer(c, "off@example.org")).json()
         assert account["has_access"] is True
         assert account["reason"] == "billing_off"
         gate = c.app.state.inkroom.billing  # type: ignore[attr-defined]
@@ -222,7 +245,10 @@ def test_checkout_portal_and_account_endpoints(app_client: TestClient) -> None:
     world = World(now=int(time.time()))
     billing = app_client.app.state.inkroom.billing.billing  # type: ignore[attr-defined]
     billing.stripe = WorldStripe(world)
-    tutor = bearer(Role.TUTOR, "tutor-bo")
+    tutor = tutor_bearer(app_client, "bo@example.org")
+    account_id = "acct-" + str(
+        app_client.get("/api/auth/me", headers=tutor).json()["account"]["id"]
+    )
     body = {"plan": "solo", "success_url": "https://x/ok", "cancel_url": "https://x/no"}
     assert app_client.post("/api/billing/checkout", json=body).status_code == 401
     student = app_client.post("/api/billing/checkout", json=body, headers=bearer(Role.STUDENT))
@@ -239,17 +265,24 @@ def test_checkout_portal_and_account_endpoints(app_client: TestClient) -> None:
     assert account["has_access"] is False
     assert account["status"] == "No subscription: start one to open your classrooms"
     # The tutor completes Checkout: Stripe creates a trialing subscription.
-    customer = billing.ensure_customer("tutor-bo")
+    customer = billing.ensure_customer(account_id)
     world.create(customer, "trial")
     refused = app_client.post("/api/billing/checkout", json=body, headers=tutor)
     assert refused.status_code == 409
     account = app_client.get("/api/billing/account", headers=tutor).json()
     assert account["has_access"] is True
     assert account["status"] == "Trial, 14 days left"
+    # The home page offers Manage, not a second Checkout.
+    assert (account["can_subscribe"], account["can_manage"]) == (False, True)
     portal = app_client.post(
         "/api/billing/portal", json={"return_url": "https://x/"}, headers=tutor
     )
     assert portal.status_code == 200
     assert portal.json()["url"].startswith("https://portal.example/")
-    nobody = app_client.post("/api/billing/portal", json={}, headers=bearer(Role.TUTOR, "new"))
+    nobody = app_client.post(
+        "/api/billing/portal", json={}, headers=tutor_bearer(app_client, "new@example.org")
+    )
     assert nobody.status_code == 409
+    # A tutor's access token speaks for the account that owns its classroom; a classroom
+    # nobody owns has no account to bill.
+    assert app_client.get("/api/billing/account", headers=bearer(Role.TUTOR)).status_code == 403

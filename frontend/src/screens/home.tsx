@@ -6,6 +6,7 @@ import { signal, useSignal } from '@preact/signals'
 import { useEffect, useRef } from 'preact/hooks'
 import { type Account, ApiError, type ClassroomInfo, type Invite, api } from '../api'
 import { ErrorNote, Field, Icon, Screen } from './common'
+import { Subscription } from './billing'
 
 const account = signal<Account | null | undefined>(undefined)
 const signupOpen = signal(true)
@@ -318,6 +319,7 @@ function Classrooms() {
           Sign out
         </button>
       </div>
+      <Subscription />
       <div class="heading-row">
         <h1>Your classrooms</h1>
         <NewClassroom />
