@@ -3,8 +3,11 @@
 //
 // * dead-link detection in seconds. The stock watchdog waits 30 s of silence. Here, after
 //   HEARTBEAT_IDLE of silence we bump our own awareness clock; the server echoes awareness
-//   to its sender, so no echo within HEARTBEAT_TIMEOUT means the link is dead (a tunnel, a
-//   black-holed NAT) and the socket is dropped and reopened at once.
+//   to its sender. The link is dead (a tunnel, a black-holed NAT) when a probe is out and
+//   *nothing at all* has arrived for HEARTBEAT_TIMEOUT: then the socket is dropped and
+//   reopened at once. A link that is delivering is alive even when the echo is late: on
+//   3G the echo can wait behind a large first sync (the server sends it in slices, each a
+//   message, so a loading board keeps proving the link every fraction of a second).
 // * "N changes waiting". Every local transaction is pending until the server has
 //   processed it. The same awareness echo is the acknowledgement: the server handles a
 //   connection's frames in order, so the echo of a probe sent after our updates (on the
@@ -252,11 +255,16 @@ export class Link {
       return
     }
     if (!ws || !this.provider.wsconnected) return
-    if (this.probe && this.probe.ws === ws && now - this.probe.sentAt > HEARTBEAT_TIMEOUT) {
+    const silentMs = Date.now() - this.provider.wsLastMessageReceived
+    if (
+      this.probe &&
+      this.probe.ws === ws &&
+      now - this.probe.sentAt > HEARTBEAT_TIMEOUT &&
+      silentMs > HEARTBEAT_TIMEOUT
+    ) {
       this.drop('heartbeat timeout')
       return
     }
-    const silentMs = Date.now() - this.provider.wsLastMessageReceived
     if (!this.probe && silentMs > HEARTBEAT_IDLE) this.sendProbe(this.pending.size > 0)
   }
 

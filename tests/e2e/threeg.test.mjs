@@ -1,0 +1,63 @@
+// 3G first (issue 8): a large board loads on an old phone over 3G with one connection.
+// A 360 x 740 touch phone, 4x CPU throttling, Fast 3G / Slow 3G emulated through CDP.
+
+import { after, before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { startServer } from './lib/server.mjs'
+import { DESKTOP, PHONE, launch, openClassroom, waitOnline } from './lib/browser.mjs'
+import { seedStrokes } from './lib/synth.mjs'
+import { FAST_3G, SLOW_3G, openThrottled, whenShown } from './lib/threeg.mjs'
+
+let server
+let browser
+const contexts = []
+
+before(async () => {
+  ;[server, browser] = await Promise.all([startServer(), launch()])
+})
+
+after(async () => {
+  for (const c of contexts) await c.close().catch(() => undefined)
+  await browser?.close()
+  await server?.stop()
+})
+
+async function context(options) {
+  const ctx = await browser.newContext(options)
+  contexts.push(ctx)
+  return ctx
+}
+
+/** A tutor's desktop seeds `strokes` finished strokes and waits until the server has them. */
+async function seed(cls, strokes) {
+  const tutor = await openClassroom(await context(DESKTOP), server.base, cls, await server.token(cls, 'tutor', 'tutor-1', 'Ms Tutor'))
+  await seedStrokes(tutor, strokes)
+  await waitOnline(tutor, 60_000)
+  await tutor.context().close()
+}
+
+async function phoneLoads(cls, strokes, network, timeout) {
+  const token = await server.token(cls, 'student', 'student-1', 'Sam')
+  const ctx = await context(PHONE)
+  const url = `${server.base}/c/${cls}?token=${encodeURIComponent(token)}`
+  const { page, sockets } = await openThrottled(ctx, url, { network })
+  const shown = await whenShown(page, strokes, timeout)
+  // The link stayed up: one board socket, never closed while loading.
+  assert.equal(sockets.length, 1, `one board connection (saw ${sockets.length})`)
+  assert.equal(sockets[0].isClosed(), false)
+  await ctx.close()
+  return shown
+}
+
+test('Fast 3G, 4x CPU: a 5,000-stroke board shows with one connection, first strokes within 5 s', async () => {
+  await seed('g3-fast', 5000)
+  const shown = await phoneLoads('g3-fast', 5000, FAST_3G, 90_000)
+  console.log(`Fast 3G 5,000 strokes: ${JSON.stringify(shown)}`)
+  assert.ok(shown.firstMs < 5000, `first strokes at ${shown.firstMs} ms`)
+})
+
+test('Slow 3G, 4x CPU: a 1,000-stroke board shows with one connection', async () => {
+  await seed('g3-slow', 1000)
+  const shown = await phoneLoads('g3-slow', 1000, SLOW_3G, 90_000)
+  console.log(`Slow 3G 1,000 strokes: ${JSON.stringify(shown)}`)
+})
