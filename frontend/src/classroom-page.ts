@@ -6,7 +6,7 @@ import { ApiError, type PageToken, api } from './api'
 import { App } from './app'
 import { reasonForClose } from './refusals'
 import { renderRefusal } from './screens/refusal'
-import { type Session, rememberToken, sessionFromToken, storedToken } from './session'
+import { type Session, rememberLast, rememberToken, sessionFromToken, storedToken } from './session'
 import { TokenKeeper, tokenExpiry } from './tokens'
 
 /** A remembered token is used as is when it has at least this long left. */
@@ -46,6 +46,7 @@ export async function openClassroom(mount: HTMLElement, classroom: string): Prom
     return
   }
   rememberToken(classroom, session.token)
+  rememberLast(classroom, session.role)
   start(mount, session, renewable)
 }
 
