@@ -46,8 +46,17 @@ async function phoneLoads(cls, strokes, network, timeout) {
   // The link stayed up: one board socket, never closed while loading.
   assert.equal(sockets.length, 1, `one board connection (saw ${sockets.length})`)
   assert.equal(sockets[0].isClosed(), false)
+  // A reload shows the board from this device (IndexedDB) and asks only for the diff.
+  let synced = 0
+  page.on('websocket', (ws) => {
+    if (!ws.url().split('?')[0].endsWith('/board')) return
+    ws.on('framereceived', (f) => (synced += typeof f.payload === 'string' ? f.payload.length : f.payload.byteLength))
+  })
+  await page.reload()
+  const reloaded = await whenShown(page, strokes, timeout)
+  await waitOnline(page, 30_000)
   await ctx.close()
-  return shown
+  return { ...shown, reload: { ...reloaded, boardBytesAfterReload: synced } }
 }
 
 test('Fast 3G, 4x CPU: a 5,000-stroke board shows with one connection, first strokes within 5 s', async () => {
