@@ -118,6 +118,10 @@ async def test_live_updates_reach_a_compression_capable_reader(server: tuple[str
         try:
             negotiated = raw.protocol.extensions
             assert bool(negotiated) is compressed
+            async with asyncio.timeout(5):
+                opening = await raw.recv()  # in the room: the server opens with SyncStep1
+            assert isinstance(opening, bytes)
+            assert opening[:2] == b"\x00\x00"
             await tutor.edit(lambda d: d.get("shapes", type=Map).__setitem__("s1", "x"))
             async with asyncio.timeout(5):
                 while True:
