@@ -191,6 +191,8 @@ class Client:
         piece = next(pieces)
         sent = 1
         for following in pieces:
+            if self._failure is not None:
+                raise self._failure
             await connection.send(encode_update(piece))
             piece = following
             sent += 1

@@ -10,6 +10,7 @@ import pytest
 from pycrdt import Doc, Map
 
 from collab.client import SYNC_SLICE_BYTES, Client
+from collab.errors import SlowConsumer
 from collab.limits import Limits
 from collab.memory import LocalBus, MemoryStore
 from collab.ports import Peer
@@ -116,3 +117,18 @@ async def test_a_late_joiner_gets_a_large_board_in_slices() -> None:
         assert len(sync) > 3
         assert isinstance(sync[-1], SyncStep2)
         assert not any(isinstance(m, AwarenessMessage) for m in sync)
+
+
+async def test_a_client_failed_mid_reply_gets_no_more_slices() -> None:
+    update = board(1500).get_update()
+    client = Client(TUTOR, outbox_limit=1024, outbox_bytes=1 << 20)
+
+    def during(n: int) -> None:
+        if n == 2:
+            client.fail(SlowConsumer("closed by the test"))
+
+    connection = Recorder(during)
+    assert client.send(bytes(SyncStep2(update)), sync_reply=True)
+    with pytest.raises(SlowConsumer, match="closed by the test"):
+        await wait_for(client.pump(connection), 10)
+    assert len(connection.frames) == 2
