@@ -10,6 +10,9 @@ UPDATES_IN = Counter("inkroom_updates_in_total", "Document updates received from
 UPDATES_OUT = Counter("inkroom_updates_out_total", "Update messages queued to clients")
 BYTES_IN = Counter("inkroom_bytes_in_total", "Bytes received from clients")
 BYTES_OUT = Counter("inkroom_bytes_out_total", "Bytes queued to clients")
+SYNC_SLICES = Counter(
+    "inkroom_sync_slices_total", "Slices sent of large full-state replies (SyncStep2)"
+)
 OUTBOX_DROPS = Counter("inkroom_outbox_drops_total", "Clients closed because their outbox was full")
 REJECTED_WRITES = Counter("inkroom_rejected_writes_total", "Updates refused by policy")
 CLOSED = Counter("inkroom_connection_closes_total", "Connections closed by the server", ["reason"])

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.staticfiles import StaticFiles
 
 from collab.adapters.sql_store import SqlStore
 from collab.memory import LocalBus
@@ -25,7 +24,7 @@ from .headers import SecurityHeaders
 from .routes import accounts as account_routes
 from .routes import classrooms as classroom_routes
 from .routes.billing import billing_routes
-from .routes.client import client_dir, shell
+from .routes.client import ClientFiles, client_dir, shell
 from .routes.collab import websocket_endpoint
 from .routes.health import healthz, metrics, readyz
 from .routes.sfu import sfu_endpoint
@@ -90,7 +89,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/check", page),  # the connection self-test
     ]
     if static_dir is not None:
-        routes.append(Mount("/", StaticFiles(directory=static_dir)))
+        routes.append(Mount("/", ClientFiles(directory=static_dir)))
     return Starlette(
         routes=routes,
         lifespan=lifespan,

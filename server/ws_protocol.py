@@ -6,16 +6,35 @@ the server's ``send`` and a frame serialisation: measured at 46-97 us per frame 
 binary message to the transport at once when the connection can take it without
 waiting, and reports ``False`` otherwise so the caller queues it for the ordinary path.
 It is offered to the application as the ASGI scope extension ``inkroom.send_nowait``.
+
+Compression (``ws_compression``, on by default) is permessage-deflate for large messages
+only: a board's first sync and catch-ups shrink by about three quarters, while live
+strokes, presence and heartbeats (a few hundred bytes, where deflate saves little and
+costs the relay a compressor run per reader) leave uncompressed through the same fast
+path as without the extension. RFC 7692 lets a sender choose per message: a message
+without the RSV1 bit is plain.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Final
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.extensions.base import Extension
+from websockets.extensions.permessage_deflate import (
+    PerMessageDeflate,
+    ServerPerMessageDeflateFactory,
+)
+from websockets.frames import Frame, Opcode
+from websockets.server import ServerProtocol
+from websockets.typing import ExtensionParameter
 
 EXTENSION = "inkroom.send_nowait"
+# Messages from this size on are compressed (a first-sync slice is 16 KiB); smaller ones
+# are not. A live stroke batch or a cursor is 50-400 bytes.
+COMPRESS_MIN_BYTES: Final = 4096
 # Server-to-client frames are never masked (RFC 6455 5.1): FIN + binary opcode, then length.
 _FIN_BINARY = 0x82
 
@@ -30,8 +49,62 @@ def binary_frame(data: bytes) -> bytes:
     return struct.pack("!BBQ", _FIN_BINARY, 127, n) + data
 
 
+class LargeMessageDeflate(PerMessageDeflate):
+    """permessage-deflate that leaves messages under ``min_bytes`` uncompressed."""
+
+    def __init__(self, *args: Any, min_bytes: int = COMPRESS_MIN_BYTES) -> None:
+        super().__init__(*args)
+        self.min_bytes = min_bytes
+
+    def encode(self, frame: Frame) -> Frame:
+        plain = frame.opcode in (Opcode.TEXT, Opcode.BINARY) and frame.fin
+        if plain and len(frame.data) < self.min_bytes:
+            return frame
+        return super().encode(frame)
+
+
+class LargeMessageDeflateFactory(ServerPerMessageDeflateFactory):
+    """Negotiates permessage-deflate like websockets does, with :class:`LargeMessageDeflate`.
+
+    The server compresses each large message on its own (no context takeover): no
+    compressor is kept per idle connection, and a 32 KiB slice has enough repetition
+    within itself. What a client sends is decompressed with a 4 KiB window.
+    """
+
+    def __init__(self, min_bytes: int = COMPRESS_MIN_BYTES) -> None:
+        super().__init__(
+            server_no_context_takeover=True,
+            client_max_window_bits=12,
+            compress_settings={"memLevel": 8},
+        )
+        self.min_bytes = min_bytes
+
+    def process_request_params(
+        self, params: Sequence[ExtensionParameter], accepted_extensions: Sequence[Extension]
+    ) -> tuple[list[ExtensionParameter], PerMessageDeflate]:
+        response, ext = super().process_request_params(params, accepted_extensions)
+        large = LargeMessageDeflate(
+            ext.remote_no_context_takeover,
+            ext.local_no_context_takeover,
+            ext.remote_max_window_bits,
+            ext.local_max_window_bits,
+            ext.compress_settings,
+            min_bytes=self.min_bytes,
+        )
+        return response, large
+
+
 class InkroomWebSocketProtocol(WebSocketsSansIOProtocol):
-    """Adds :meth:`send_nowait`; everything else is uvicorn's."""
+    """Adds :meth:`send_nowait` and large-message-only compression; the rest is uvicorn's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.config.ws_per_message_deflate:
+            self.conn = ServerProtocol(
+                extensions=[LargeMessageDeflateFactory()],
+                max_size=self.config.ws_max_size,
+                logger=self.conn.logger,
+            )
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -43,8 +116,9 @@ class InkroomWebSocketProtocol(WebSocketsSansIOProtocol):
         """Writes ``data`` as one binary message now; ``False`` if it would have to wait.
 
         It waits when the transport is paused (the peer reads slowly), before the
-        handshake completes and after a close. With a negotiated extension (compression)
-        the frame goes through websockets' own encoder, which applies it.
+        handshake completes and after a close. With compression negotiated, a large
+        message goes through websockets' own encoder, which compresses it; a small one is
+        framed here, plain, as without the extension.
         """
         if (
             not self.handshake_complete
@@ -54,7 +128,7 @@ class InkroomWebSocketProtocol(WebSocketsSansIOProtocol):
             or self.transport.is_closing()
         ):
             return False
-        if self.conn.extensions:
+        if self.conn.extensions and len(data) >= COMPRESS_MIN_BYTES:
             self.conn.send_binary(data)
             self.transport.write(b"".join(self.conn.data_to_send()))
         else:

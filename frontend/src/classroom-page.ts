@@ -7,7 +7,7 @@ import { App } from './app'
 import { watchBilling } from './billing-banner'
 import { reasonForClose } from './refusals'
 import { renderRefusal } from './screens/refusal'
-import { type Session, isTeacher, rememberToken, sessionFromToken, storedToken } from './session'
+import { type Session, isTeacher, rememberLast, rememberToken, sessionFromToken, storedToken } from './session'
 import { TokenKeeper, tokenExpiry } from './tokens'
 
 /** A remembered token is used as is when it has at least this long left. */
@@ -47,6 +47,7 @@ export async function openClassroom(mount: HTMLElement, classroom: string): Prom
     return
   }
   rememberToken(classroom, session.token)
+  rememberLast(classroom, session.role)
   start(mount, session, renewable)
 }
 

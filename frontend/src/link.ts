@@ -3,8 +3,11 @@
 //
 // * dead-link detection in seconds. The stock watchdog waits 30 s of silence. Here, after
 //   HEARTBEAT_IDLE of silence we bump our own awareness clock; the server echoes awareness
-//   to its sender, so no echo within HEARTBEAT_TIMEOUT means the link is dead (a tunnel, a
-//   black-holed NAT) and the socket is dropped and reopened at once.
+//   to its sender. The link is dead (a tunnel, a black-holed NAT) when a probe is out and
+//   *nothing at all* has arrived for HEARTBEAT_TIMEOUT: then the socket is dropped and
+//   reopened at once. A link that is delivering is alive even when the echo is late: on
+//   3G the echo can wait behind a large first sync (the server sends it in slices, each a
+//   message, so a loading board keeps proving the link every fraction of a second).
 // * "N changes waiting". Every local transaction is pending until the server has
 //   processed it. The same awareness echo is the acknowledgement: the server handles a
 //   connection's frames in order, so the echo of a probe sent after our updates (on the
@@ -24,6 +27,14 @@ export const HEARTBEAT_IDLE = 2500
 export const HEARTBEAT_TIMEOUT = 4000
 /** A handshake through a dead link hangs until TCP gives up; we give up sooner. */
 export const CONNECT_TIMEOUT = 8000
+/** How long IndexedDB may take to load this device's copy before we connect anyway. */
+const LOCAL_DEADLINE = 15000
+/**
+ * Reconnect backoff: doubling from 200 ms up to this cap, each delay drawn at random
+ * from its upper half (jitter), so a class whose network flapped at once does not
+ * reconnect in lockstep and every attempt costs only a state-vector exchange.
+ */
+export const MAX_BACKOFF = 6000
 const ACK_DELAY = 400
 
 export type LinkStatus = 'local' | 'connecting' | 'online' | 'offline' | 'refused'
@@ -75,10 +86,13 @@ export class Link {
     this.storageKey = `inkroom.pending.${opts.storeName ?? opts.name}`
     this.restorePending()
     this.local = opts.storeName ? new IndexeddbPersistence(opts.storeName, this.doc) : null
+    // Connect only once this device's copy is loaded: the state vector we send then asks
+    // for the diff, not the whole document again (a 5,000-stroke board takes seconds to
+    // load from IndexedDB on an old phone). The deadline is for a broken IndexedDB.
     this.whenLocal = this.local
       ? Promise.race([
           this.local.whenSynced.then(() => undefined),
-          new Promise<void>((r) => setTimeout(r, 1500)),
+          new Promise<void>((r) => setTimeout(r, LOCAL_DEADLINE)),
         ])
       : Promise.resolve()
     this.awareness = new awarenessProtocol.Awareness(this.doc)
@@ -87,7 +101,13 @@ export class Link {
       awareness: this.awareness,
       params: { token: opts.token },
       disableBc: true,
-      maxBackoffTime: 4000,
+      maxBackoffTime: MAX_BACKOFF,
+    })
+    // The provider computes min(2^n * 100 ms, maxBackoffTime) right after this event:
+    // setting the cap to a random point below the next step gives that delay jitter.
+    this.provider.on('connection-close', () => {
+      const next = Math.min(2 ** (this.provider.wsUnsuccessfulReconnects + 1) * 100, MAX_BACKOFF)
+      this.provider.maxBackoffTime = next * (0.5 + Math.random() * 0.5)
     })
     this.installHandlers()
     this.doc.on('afterTransaction', (tr: Y.Transaction) => this.onTransaction(tr))
@@ -252,11 +272,16 @@ export class Link {
       return
     }
     if (!ws || !this.provider.wsconnected) return
-    if (this.probe && this.probe.ws === ws && now - this.probe.sentAt > HEARTBEAT_TIMEOUT) {
+    const silentMs = Date.now() - this.provider.wsLastMessageReceived
+    if (
+      this.probe &&
+      this.probe.ws === ws &&
+      now - this.probe.sentAt > HEARTBEAT_TIMEOUT &&
+      silentMs > HEARTBEAT_TIMEOUT
+    ) {
       this.drop('heartbeat timeout')
       return
     }
-    const silentMs = Date.now() - this.provider.wsLastMessageReceived
     if (!this.probe && silentMs > HEARTBEAT_IDLE) this.sendProbe(this.pending.size > 0)
   }
 

@@ -4,7 +4,7 @@
 import './style.css'
 import './screens.css'
 import type { App } from './app'
-import { CLASSROOM_PATH, JOIN_PATH } from './session'
+import { CLASSROOM_PATH, JOIN_PATH, lastClassroom } from './session'
 
 declare global {
   interface Window {
@@ -29,6 +29,13 @@ async function route(): Promise<void> {
     const { renderJoin } = await import('./screens/join')
     renderJoin(mount, join[1])
   } else if (path === '/' || path === '/index.html') {
+    // The installed app starts at `/?app`: a student goes back to their last classroom
+    // (its board opens offline from this device), a tutor to their home.
+    const last = lastClassroom()
+    if (new URLSearchParams(window.location.search).has('app') && last && last.role !== 'tutor') {
+      window.location.replace(`/c/${encodeURIComponent(last.classroom)}`)
+      return
+    }
     const { renderHome } = await import('./screens/home')
     renderHome(mount)
   } else {

@@ -42,6 +42,8 @@ const LASER_FADE_MS = 900
 /** Pages with more visible shapes than this are repainted in slices. */
 const DIRECT_PAINT_MAX = 600
 const SLICE_MS = 8
+/** New strokes on top beyond this many are painted in slices too. */
+const APPEND_AT_ONCE_MAX = 24
 
 interface PaintJob {
   view: View
@@ -216,13 +218,27 @@ export class Renderer {
         job.list.push(...incremental)
         for (const v of incremental) job.ids.add(v.id)
         job.topZ = incremental[incremental.length - 1].z
-      } else if (this.rendered) {
+      } else if (this.rendered && incremental.length <= APPEND_AT_ONCE_MAX) {
         this.applyTransform(this.sctx, this.rendered)
         for (const v of incremental) {
           this.drawShape(this.sctx, v)
           this.renderedIds.add(v.id)
         }
         this.renderedTopZ = incremental[incremental.length - 1].z
+      } else if (this.rendered) {
+        // Many strokes at once (a slice of a board that is loading): painted over what is
+        // there a few milliseconds per frame, so the page fills in without freezing.
+        this.job = {
+          view: this.rendered,
+          page: this.renderedPage,
+          list: incremental,
+          next: 0,
+          ctx: this.sctx,
+          ids: this.renderedIds,
+          topZ: incremental[incremental.length - 1].z,
+          direct: true,
+        }
+        for (const v of incremental) this.renderedIds.add(v.id)
       }
     }
     this.request()
@@ -299,7 +315,8 @@ export class Renderer {
       this.rendered = v
       this.renderedPage = this.page
       this.staticCanvas.style.transform = ''
-      this.continueStatic(Infinity)
+      // A page shown for the first time fills in on screen, slice by slice, when large.
+      if (list.length <= DIRECT_PAINT_MAX) this.continueStatic(Infinity)
     }
   }
 
@@ -315,7 +332,8 @@ export class Renderer {
       if ((job.next & 15) === 0) {
         // Canvas records draw calls and rasterises them later; reading one pixel makes
         // the raster happen now, inside this slice, so the time check sees its cost.
-        if (!job.direct) ctx.getImageData(0, 0, 1, 1)
+        if (frameStart === Infinity) continue
+        ctx.getImageData(0, 0, 1, 1)
         if (performance.now() > budget) return
       }
     }

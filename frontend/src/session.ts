@@ -95,3 +95,26 @@ export function canDraw(role: Role): boolean {
 export function isTeacher(role: Role): boolean {
   return role === 'tutor' || role === 'admin'
 }
+
+const LAST_KEY = 'inkroom.last'
+
+/** Remembers the classroom this device last opened, for the installed app's start. */
+export function rememberLast(classroom: string, role: Role, storage: Storage = localStorage): void {
+  try {
+    storage.setItem(LAST_KEY, JSON.stringify({ classroom, role }))
+  } catch {
+    /* no storage: the app starts at home */
+  }
+}
+
+export function lastClassroom(storage: Storage = localStorage): { classroom: string; role: Role } | null {
+  try {
+    const v = JSON.parse(storage.getItem(LAST_KEY) ?? 'null') as { classroom?: unknown; role?: unknown } | null
+    if (v && typeof v.classroom === 'string' && typeof v.role === 'string' && ROLES.has(v.role)) {
+      return { classroom: v.classroom, role: v.role as Role }
+    }
+  } catch {
+    /* unreadable: none */
+  }
+  return null
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { decodeClaims, sessionFromToken } from '../src/session'
+import { decodeClaims, lastClassroom, rememberLast, sessionFromToken } from '../src/session'
 
 const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url')
 const jwt = (claims: object) => `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}.sig`
@@ -21,5 +21,32 @@ describe('session from a token', () => {
   it('lets an admin token open any classroom, and names fall back to the user id', () => {
     const admin = jwt({ sub: 'root', cls: 'x', role: 'admin', exp: 1 })
     expect(sessionFromToken('alg1', admin)).toMatchObject({ role: 'admin', name: 'root' })
+  })
+})
+
+class MemoryStorage {
+  private items = new Map<string, string>()
+  getItem(k: string): string | null {
+    return this.items.get(k) ?? null
+  }
+  setItem(k: string, v: string): void {
+    this.items.set(k, v)
+  }
+}
+
+describe('the last classroom (where the installed app starts)', () => {
+  it('remembers the classroom and the role it was opened with', () => {
+    const storage = new MemoryStorage() as unknown as Storage
+    expect(lastClassroom(storage)).toBeNull()
+    rememberLast('alg1', 'student', storage)
+    expect(lastClassroom(storage)).toEqual({ classroom: 'alg1', role: 'student' })
+  })
+
+  it('ignores what it did not write', () => {
+    const storage = new MemoryStorage() as unknown as Storage
+    storage.setItem('inkroom.last', '{"classroom":"x","role":"king"}')
+    expect(lastClassroom(storage)).toBeNull()
+    storage.setItem('inkroom.last', 'not json')
+    expect(lastClassroom(storage)).toBeNull()
   })
 })

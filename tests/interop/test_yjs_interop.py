@@ -138,6 +138,29 @@ async def test_late_joiner_gets_full_state(
     assert writer.client_id not in seen.awareness
 
 
+async def test_late_joiner_gets_a_large_document_in_slices_and_syncs_once_it_has_all(
+    inkroom: InkroomServer, node: OpenDriver, board: str
+) -> None:
+    """A first sync past 16 KiB leaves in several updates, SyncStep2 last: the stock
+    client applies them all and counts itself synced only with the whole document."""
+    driver = await node()
+    writer = await joined(driver, "writer", inkroom, board)
+    rows = [f"{i:04d}:" + "ink " * 120 for i in range(400)]  # ~200 KB
+    for start in range(0, len(rows), 50):
+        await writer.array_push(*rows[start : start + 50])
+    await writer.map_set("done", True)
+    witness = await joined(driver, "witness", inkroom, board)
+    expected = {"map": {"done": True}, "array": rows, "text": ""}
+    await witness.wait(content=expected)
+    late = await driver.client(
+        "late", server_url=inkroom.ws_url, room=board, token=inkroom.token(CLASSROOM)
+    )
+    at_sync = await late.wait(synced=True)
+    assert at_sync.content == expected
+    assert at_sync.sync_events == 1
+    assert at_sync.sockets == 1
+
+
 @pytest.mark.parametrize("offline", ["both", "one"])
 async def test_offline_edits_converge_after_reconnect(
     inkroom: InkroomServer, node: OpenDriver, board: str, offline: str

@@ -25,7 +25,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(settings: Settings, *, ping_interval: float = 5.0) -> Iterator[str]:
+def live_server(
+    settings: Settings, *, ping_interval: float = 5.0, compression: bool = False
+) -> Iterator[str]:
     """Yields ``ws://127.0.0.1:PORT``; the server shuts down (flushing rooms) on exit."""
     port = free_port()
     config = uvicorn.Config(
@@ -38,7 +40,7 @@ def live_server(settings: Settings, *, ping_interval: float = 5.0) -> Iterator[s
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=ping_interval,
         ws_ping_timeout=ping_interval,
-        ws_per_message_deflate=False,
+        ws_per_message_deflate=compression,
         lifespan="on",
         **uvicorn_options(),
     )
