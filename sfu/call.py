@@ -18,6 +18,7 @@ from .participant import Outbox, Participant, ParticipantId, add_candidate
 from .policy import ClassPolicy, Kind, Member, Role, forwards
 from .signaling import (
     Answer,
+    AudioOnly,
     Candidate,
     ClientMessage,
     Description,
@@ -29,6 +30,7 @@ from .signaling import (
     ParticipantState,
     Pause,
     PolicyChanged,
+    Speaking,
     Stats,
     Tracks,
     Unpublish,
@@ -133,6 +135,9 @@ class Call:
                 participant.muted.discard(message.kind)
             self._announce(participant)
             self.reconcile()
+        elif isinstance(message, AudioOnly):
+            participant.audio_only = message.enabled
+            self.reconcile()
         elif isinstance(message, Stats):
             participant.stats = message.report
         elif isinstance(message, Join):
@@ -194,6 +199,9 @@ class Call:
         owner = self.participants.get(ParticipantId(track.owner))
         if owner is None:
             return
+        message = Speaking(owner.id, track.speaking)
+        for participant in self.participants.values():
+            participant.send(message)
         for slot in tuple(track.downtracks):
             subscriber = self.participants.get(ParticipantId(slot.subscriber))
             if subscriber is not None:
@@ -213,7 +221,7 @@ class Call:
         return forwards(self.policy, owner.member, Kind.VIDEO, sub.member, speaking=False)
 
     def _wanted(self, owner: Participant, track: PublishedTrack, sub: Participant) -> bool:
-        if track.kind in owner.muted:
+        if track.kind in owner.muted or (track.kind is Kind.VIDEO and sub.audio_only):
             return False
         return forwards(self.policy, owner.member, track.kind, sub.member, speaking=track.speaking)
 

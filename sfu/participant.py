@@ -106,6 +106,7 @@ class Participant:
     # (a new track after an unpublish and a new offer).
     feeds: dict[RTCRtpReceiver, tuple[Ingest, PublishedTrack]] = field(default_factory=dict)
     muted: set[Kind] = field(default_factory=set)
+    audio_only: bool = False
     slots: list[Downtrack] = field(default_factory=list)
     paused: dict[Kind, bool] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)

@@ -69,6 +69,13 @@ class Mute:
 
 
 @dataclass(frozen=True, slots=True)
+class AudioOnly:
+    """Receive no video (a weak link, or to save data); audio keeps flowing."""
+
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
     """The client's latest connection statistics (kept per participant, bounded)."""
 
@@ -80,7 +87,7 @@ class Leave:
     pass
 
 
-ClientMessage = Join | Offer | Answer | Candidate | Unpublish | Mute | Stats | Leave
+ClientMessage = Join | Offer | Answer | Candidate | Unpublish | Mute | AudioOnly | Stats | Leave
 
 # -- server -> client ------------------------------------------------------------------
 
@@ -167,6 +174,18 @@ class ParticipantState(ServerMessage):
 
     def to_wire(self) -> dict[str, Any]:
         return {"participant": self.participant, "muted": self.muted, "published": self.published}
+
+
+@dataclass(frozen=True, slots=True)
+class Speaking(ServerMessage):
+    """A participant started or stopped speaking (their audio level, no decoding)."""
+
+    TYPE = "speaking"
+    participant: str
+    speaking: bool
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"participant": self.participant, "speaking": self.speaking}
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +337,11 @@ def parse(text: str | bytes) -> ClientMessage:
         return _mute(obj)
     if kind == "stats":
         return _stats(obj)
+    if kind == "audio-only":
+        enabled = obj.get("enabled")
+        if not isinstance(enabled, bool):
+            raise SignalingError("'enabled' must be true or false")
+        return AudioOnly(enabled)
     if kind == "leave":
         return Leave()
     if not isinstance(kind, str):

@@ -194,3 +194,36 @@ async def test_publishers_are_asked_for_opus_fec_and_dtx(sfu: Sfu) -> None:
         assert tutor.pub is not None
         fmtp = [ln for ln in tutor.pub.remoteDescription.sdp.splitlines() if "fmtp" in ln]
         assert any("useinbandfec=1" in ln and "usedtx=1" in ln for ln in fmtp), fmtp
+
+
+async def test_audio_only_stops_video_keeps_audio_and_speaking_is_announced(sfu: Sfu) -> None:
+    async with (
+        joined(sfu, "c", "tutor", Role.TUTOR) as tutor,
+        joined(sfu, "c", "ann", Role.STUDENT) as ann,
+    ):
+        await tutor.publish(Tone(), MovingPicture(160, 120, FPS))
+        await until(lambda: any(r.frames > 5 for r in video_of(ann, tutor)), 10)
+        assert tutor.joined is not None
+        assert ann.joined is not None
+        tutor_id = tutor.joined["participant"]
+
+        def frames(kind: str) -> int:
+            return sum(r.frames for r in ann.slots_of(tutor_id, kind))
+
+        await ann.request({"type": "audio-only", "enabled": True})
+        await asyncio.sleep(0.3)
+        video, audio = frames("video"), frames("audio")
+        await asyncio.sleep(0.5)
+        assert frames("video") == video
+        assert frames("audio") > audio
+        assert tutor.paused.get("video") is True  # nobody watches: paused at the source
+
+        speaking = tutor.expect("speaking")
+        await ann.publish(Tone(amplitude=0.5))
+        async with asyncio.timeout(5):
+            message = await speaking
+        assert message == {
+            "type": "speaking",
+            "participant": ann.joined["participant"],
+            "speaking": True,
+        }

@@ -11,6 +11,7 @@ from sfu.errors import ErrorCode, SignalingError
 from sfu.policy import Kind
 from sfu.signaling import (
     Answer,
+    AudioOnly,
     Candidate,
     Description,
     Error,
@@ -47,6 +48,7 @@ def test_parses_every_client_message() -> None:
     assert parse('{"type":"mute","kind":"audio","muted":true}') == Mute(Kind.AUDIO, True)
     assert parse('{"type":"stats","report":{"rtt":0.1}}') == Stats({"rtt": 0.1})
     assert parse('{"type":"leave"}') == Leave()
+    assert parse('{"type":"audio-only","enabled":true}') == AudioOnly(True)
 
 
 @pytest.mark.parametrize(
@@ -67,6 +69,7 @@ def test_parses_every_client_message() -> None:
             "'sdpMLineIndex' must be a small integer or null",
         ),
         ('{"type":"stats","report":[]}', "'report' must be an object"),
+        ('{"type":"audio-only","enabled":"yes"}', "'enabled' must be true or false"),
         (json.dumps({"type": "stats", "report": {"x": "y" * 9000}}), "'report' exceeds 8192 bytes"),
         ("[" * 100_000, "message is not JSON"),
         (" " * (256 * 1024 + 1), "message exceeds 262144 bytes"),

@@ -85,6 +85,12 @@ export class CallPanel {
       bar.append(join, h('a', { class: 'call-check', href: this.checkUrl, text: 'Check my connection' }))
     } else {
       bar.append(this.toggle(s, 'audio', 'Mic', 'Microphone'), this.toggle(s, 'video', 'Camera', 'Camera'))
+      const audioOnly = h('button', { class: 'call-audio-only', 'aria-label': 'Audio only', 'aria-pressed': s.audioOnly ? 'true' : 'false', text: 'Audio only' })
+      audioOnly.addEventListener('click', () => {
+        s.setAudioOnly(!s.audioOnly)
+        this.render()
+      })
+      bar.append(audioOnly)
       const leave = h('button', { class: 'call-leave', 'aria-label': 'Leave call', text: 'Leave' })
       leave.addEventListener('click', () => this.leave())
       bar.append(leave)
@@ -130,8 +136,9 @@ export class CallPanel {
         continue
       }
       const who = s.participants.get(slot.participant)
+      const speaking = s.speaking.has(slot.participant) ? ' speaking' : ''
       const tile = h('figure', {
-        class: `tile${who && TUTORS.has(who.role) ? ' tutor' : ''}`,
+        class: `tile${who && TUTORS.has(who.role) ? ' tutor' : ''}${speaking}`,
         'data-user': slot.userId ?? '',
         'data-mid': mid,
       }, el, h('figcaption', { text: who?.name ?? slot.userId ?? '' }))

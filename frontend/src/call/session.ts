@@ -41,6 +41,9 @@ export class CallSession {
   slots: Record<string, Slot> = {}
   readonly streams = new Map<string, MediaStream>()
   readonly paused = new Set<Kind>()
+  /** Participants speaking now (from the server's audio-level detection). */
+  readonly speaking = new Set<string>()
+  audioOnly = false
   local: MediaStream | null = null
   private statsTimer = 0
   private waiting = new Map<string, (m: Message) => void>()
@@ -95,6 +98,12 @@ export class CallSession {
   setMuted(kind: Kind, muted: boolean): void {
     for (const t of this.local?.getTracks() ?? []) if (t.kind === kind) t.enabled = !muted
     this.send({ type: 'mute', kind, muted })
+  }
+
+  /** Receive no video (weak link, saving data); audio keeps flowing. */
+  setAudioOnly(on: boolean): void {
+    this.audioOnly = on
+    this.send({ type: 'audio-only', enabled: on })
   }
 
   isMuted(kind: Kind): boolean {
@@ -168,6 +177,10 @@ export class CallSession {
         }
         break
       }
+      case 'speaking':
+        if (m.speaking === true) this.speaking.add(String(m.participant))
+        else this.speaking.delete(String(m.participant))
+        break
       case 'policy':
         this.policy = m.policy as Policy
         break
