@@ -21,6 +21,7 @@ from .db import make_engine, migrate
 from .headers import SecurityHeaders
 from .routes import accounts as account_routes
 from .routes import classrooms as classroom_routes
+from .routes.admin import admin_routes
 from .routes.billing import billing_routes
 from .routes.client import client_dir, shell
 from .routes.collab import websocket_endpoint
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", metrics),
         WebSocketRoute("/ws/{document:path}", websocket_endpoint),
         *api_routes(),
+        *admin_routes(),
         *billing_routes(),
     ]
     static_dir = client_dir(settings.static_dir)

@@ -10,6 +10,8 @@ from sqlalchemy import Engine
 from collab.registry import Registry
 
 from .accounts import Directory
+from .attendance import Attendance
+from .audit import AuditLog
 from .connections import Connections, classroom_of
 from .quotas import ConnectionQuotas
 from .settings import Settings
@@ -30,12 +32,14 @@ class AppState:
     billing: BillingGate | None = None
     directory: Directory = field(init=False)
     connections: Connections = field(init=False)
+    audit: AuditLog = field(init=False)
     signin_by_email: Attempts = field(init=False)
     signin_by_address: Attempts = field(init=False)
 
     def __post_init__(self) -> None:
         self.directory = Directory(self.engine, session_ttl=self.settings.session_ttl)
-        self.connections = Connections(self.registry)
+        self.connections = Connections(self.registry, Attendance(self.engine))
+        self.audit = AuditLog(self.engine)
         s = self.settings
         self.signin_by_email = Attempts(s.signin_attempts, s.signin_window)
         self.signin_by_address = Attempts(s.signin_attempts * 6, s.signin_window)
