@@ -292,3 +292,29 @@ def test_attendance_follows_joins_drops_and_rejoins(client: TestClient) -> None:
 def test_audit_is_permanent_table_with_index(client: TestClient) -> None:
     with state(client).engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(audit_table)).scalar() == 0
+
+
+def test_billing_dispute_evidence_lists_attendance_of_the_accounts_classrooms(
+    client: TestClient,
+) -> None:
+    from server.admin import billing_attendance
+
+    directory = state(client).directory
+    owner = directory.create_account("t@example.org", PASSWORD, role="tutor", name="T")
+    room = directory.create_classroom("Algebra", owner)
+    other = directory.create_classroom("Not hers", None)
+    url = f"/ws/{room.id}/board?token={token(Role.TUTOR, 'kim', classroom=room.id)}"
+    elsewhere = f"/ws/{other.id}/board?token={token(Role.TUTOR, 'lee', classroom=other.id)}"
+    with client.websocket_connect(url) as ws, client.websocket_connect(elsewhere) as ws2:
+        ws.receive_bytes()
+        ws2.receive_bytes()
+    deadline = time.monotonic() + 10
+    while True:
+        evidence = billing_attendance(state(client), owner.user_id)
+        if evidence and evidence[0]["to"] is not None:
+            break
+        assert time.monotonic() < deadline, evidence
+        time.sleep(0.02)
+    assert [(e["user_id"], e["classroom"]) for e in evidence] == [("kim", room.id)]
+    assert billing_attendance(state(client), "acct-999") == []
+    assert billing_attendance(state(client), "cus_123") == []
