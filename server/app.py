@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     static_dir = client_dir(settings.static_dir)
     page = shell(static_dir)
     routes += [Route("/", page), Route("/c/{classroom}", page), Route("/j/{code}", page)]
+    routes.append(Route("/admin", page))
     if static_dir is not None:
         routes.append(Mount("/", StaticFiles(directory=static_dir)))
     return Starlette(

@@ -314,6 +314,11 @@ function Classrooms() {
           Signed in as <b>{a.name || a.email}</b>
           {a.role === 'admin' ? ' (admin)' : ''}
         </span>
+        {a.role === 'admin' && (
+          <a class="link" href="/admin" data-testid="admin-link">
+            Admin inspector
+          </a>
+        )}
         <button class="link" type="button" onClick={signOut}>
           Sign out
         </button>
