@@ -26,6 +26,7 @@ from .routes.billing import billing_routes
 from .routes.client import client_dir, shell
 from .routes.collab import websocket_endpoint
 from .routes.health import healthz, metrics, readyz
+from .routes.replay import replay_routes
 from .settings import Settings
 from .state import AppState
 from .web import OriginCheck
@@ -69,12 +70,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         WebSocketRoute("/ws/{document:path}", websocket_endpoint),
         *api_routes(),
         *admin_routes(),
+        *replay_routes(),
         *billing_routes(),
     ]
     static_dir = client_dir(settings.static_dir)
     page = shell(static_dir)
     routes += [Route("/", page), Route("/c/{classroom}", page), Route("/j/{code}", page)]
-    routes.append(Route("/admin", page))
+    routes += [Route("/admin", page), Route("/replay/{classroom}", page)]
     if static_dir is not None:
         routes.append(Mount("/", StaticFiles(directory=static_dir)))
     return Starlette(

@@ -24,6 +24,9 @@ async function route(): Promise<void> {
   } else if (join) {
     const { renderJoin } = await import('./screens/join')
     renderJoin(mount, join[1])
+  } else if (path.startsWith('/replay/')) {
+    const { renderClassroomReplay } = await import('./screens/admin')
+    renderClassroomReplay(mount, decodeURIComponent(path.slice('/replay/'.length)))
   } else if (path === '/admin') {
     const { renderAdmin } = await import('./screens/admin')
     renderAdmin(mount)

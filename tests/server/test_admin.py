@@ -318,3 +318,35 @@ def test_billing_dispute_evidence_lists_attendance_of_the_accounts_classrooms(
     assert [(e["user_id"], e["classroom"]) for e in evidence] == [("kim", room.id)]
     assert billing_attendance(state(client), "acct-999") == []
     assert billing_attendance(state(client), "cus_123") == []
+
+
+def test_a_tutor_replays_their_own_classroom_board_read_only(client: TestClient) -> None:
+    tutor = bearer(token(Role.TUTOR, "kim", classroom="c7"))
+    with client.websocket_connect(f"/ws/c7/board?token={token(Role.TUTOR, 'kim', 'c7')}") as ws:
+        ws.receive_bytes()
+        _write(ws, "a", 1)
+        deadline = time.monotonic() + 10
+        while not client.get("/api/classrooms/c7/replay/history", headers=tutor).json()["entries"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    history = client.get("/api/classrooms/c7/replay/history", headers=tutor).json()
+    (entry,) = history["entries"]
+    assert entry["author"] == "kim"
+    past = client.get(
+        "/api/classrooms/c7/replay/state", params={"at": entry["at"]}, headers=tutor
+    ).content
+    doc: Doc[Any] = Doc()
+    doc.apply_update(past)
+    assert doc.get("map", type=Map).to_py() == {"a": 1}
+    for other in (
+        token(Role.TUTOR, "lee", classroom="c8"),
+        token(Role.STUDENT, "s", classroom="c7"),
+        token(Role.OBSERVER, "o", classroom="c7"),
+    ):
+        r = client.get("/api/classrooms/c7/replay/history", headers=bearer(other))
+        assert r.status_code == 403
+        r = client.get("/api/classrooms/c7/replay/state?at=2026-01-01", headers=bearer(other))
+        assert r.status_code == 403
+    # Read-only: there is no restore for tutors.
+    restore = client.post("/api/admin/restore/c7/board", json={"at": entry["at"]}, headers=tutor)
+    assert restore.status_code == 403

@@ -165,22 +165,41 @@ function DocumentView() {
 
 // -- replay -------------------------------------------------------------------------------
 
-async function stateAt(name: string, at: string): Promise<Uint8Array> {
-  const res = await fetch(`/api/admin/state/${name}?format=binary&at=${encodeURIComponent(at)}`, {
-    credentials: 'same-origin',
-  })
+/** Where a replay reads from: the admin API, or a tutor's classroom (read-only). */
+export interface ReplaySource {
+  history: (after: number) => string
+  state: (at: string) => string
+  canRestore: boolean
+}
+
+function adminSource(name: string): ReplaySource {
+  return {
+    history: (after) => `/api/admin/history/${name}?limit=1000&after=${after}`,
+    state: (at) => `/api/admin/state/${name}?format=binary&at=${encodeURIComponent(at)}`,
+    canRestore: true,
+  }
+}
+
+function classroomSource(classroom: string): ReplaySource {
+  const base = `/api/classrooms/${encodeURIComponent(classroom)}/replay`
+  return {
+    history: (after) => `${base}/history?limit=1000&after=${after}`,
+    state: (at) => `${base}/state?at=${encodeURIComponent(at)}`,
+    canRestore: false,
+  }
+}
+
+async function stateAt(source: ReplaySource, at: string): Promise<Uint8Array> {
+  const res = await fetch(source.state(at), { credentials: 'same-origin' })
   if (!res.ok) throw new ApiError(res.status, 'error', `The server answered ${res.status}.`)
   return new Uint8Array(await res.arrayBuffer())
 }
 
-async function allEntries(name: string): Promise<Entry[]> {
+async function allEntries(source: ReplaySource): Promise<Entry[]> {
   const out: Entry[] = []
   let after = 0
   for (let i = 0; i < 200; i++) {
-    const page = await api<{ entries: Entry[]; next_after: number | null }>(
-      'GET',
-      `/api/admin/history/${name}?limit=1000&after=${after}`,
-    )
+    const page = await api<{ entries: Entry[]; next_after: number | null }>('GET', source.history(after))
     out.push(...page.entries)
     if (page.next_after === null) break
     after = page.next_after
@@ -188,7 +207,7 @@ async function allEntries(name: string): Promise<Entry[]> {
   return out
 }
 
-function Replay() {
+function Replay({ name, source }: { name: string; source: ReplaySource }) {
   const entries = useSignal<Entry[]>([])
   const index = useSignal(0)
   const speed = useSignal(1)
@@ -198,11 +217,10 @@ function Replay() {
   const shown = useSignal<{ seq: number; ids: string[] } | null>(null)
   const boardRef = useRef<HTMLDivElement>(null)
   const authors = [...new Set(entries.value.map((e) => e.author ?? ''))]
-  const name = docName.value
 
   useEffect(() => {
     if (!name) return
-    allEntries(name)
+    allEntries(source)
       .then((list) => ((entries.value = list), (index.value = list.length - 1)))
       .catch((e: ApiError) => (problem.value = e.message))
   }, [name])
@@ -212,7 +230,7 @@ function Replay() {
     const entry = entries.value[index.value]
     if (!entry) return
     let current = true
-    stateAt(name, entry.at)
+    stateAt(source, entry.at)
       .then((update) => {
         if (!current || !boardRef.current) return
         const doc = new Y.Doc()
@@ -251,7 +269,7 @@ function Replay() {
       return
     try {
       await api('POST', `/api/admin/restore/${name}`, { at: entry.at })
-      entries.value = await allEntries(name)
+      entries.value = await allEntries(source)
       index.value = entries.value.length - 1
     } catch (e) {
       problem.value = (e as ApiError).message
@@ -284,9 +302,11 @@ function Replay() {
               <input type="checkbox" checked={byAuthor.value} onChange={() => (byAuthor.value = !byAuthor.value)} /> Colour by
               author
             </label>
-            <button type="button" class="danger" onClick={restore} data-testid="restore">
-              Restore to this moment…
-            </button>
+            {source.canRestore && (
+              <button type="button" class="danger" onClick={restore} data-testid="restore">
+                Restore to this moment…
+              </button>
+            )}
           </div>
           <input
             type="range"
@@ -351,11 +371,27 @@ function Admin() {
         </label>
         <button type="submit">Open</button>
       </form>
-      {tab.value === 'rooms' ? <Rooms /> : tab.value === 'document' ? <DocumentView key={docName.value} /> : <Replay key={docName.value} />}
+      {tab.value === 'rooms' ? <Rooms /> : tab.value === 'document' ? <DocumentView key={docName.value} /> : <Replay key={docName.value} name={docName.value} source={adminSource(docName.value)} />}
     </Screen>
   )
 }
 
 export function renderAdmin(mount: HTMLElement): void {
   render(<Admin />, mount)
+}
+
+/** ``/replay/{C}``: a tutor reviews their classroom's board, read-only (no restore). */
+export function renderClassroomReplay(mount: HTMLElement, classroom: string): void {
+  render(
+    <Screen wide>
+      <div class="topline">
+        <a class="link" href="/">
+          ← Home
+        </a>
+        <span>Replay of {classroom}</span>
+      </div>
+      <Replay name={`${classroom}/board`} source={classroomSource(classroom)} />
+    </Screen>,
+    mount,
+  )
 }

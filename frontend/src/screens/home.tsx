@@ -275,6 +275,9 @@ function ClassroomCard({ classroom }: { classroom: ClassroomInfo }) {
             <a class="button primary" href={`/c/${encodeURIComponent(classroom.id)}`} data-testid="open-classroom">
               Open
             </a>
+            <a class="button" href={`/replay/${encodeURIComponent(classroom.id)}`} data-testid="replay-classroom">
+              Replay
+            </a>
             <button class="button" type="button" onClick={() => (renaming.value = true)}>
               Rename
             </button>
