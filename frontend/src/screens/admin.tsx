@@ -83,7 +83,7 @@ function Rooms() {
               {r.connections.length} connected · {r.size} bytes · {r.node}
             </small>
           </h2>
-          <table class="admin-table">
+          <table class="adm-table">
             <thead>
               <tr>
                 <th>user</th><th>name</th><th>role</th><th>since</th><th>in / out</th><th>outbox</th><th>device</th>
@@ -121,7 +121,7 @@ function Tree({ value, label }: { value: unknown; label: string }) {
         <summary>
           {label} <small class="muted">{Array.isArray(value) ? `[${entries.length}]` : `{${entries.length}}`}</small>
         </summary>
-        <ul class="tree">
+        <ul class="adm-tree">
           {entries.map(([k, v]) => (
             <li key={k}>
               <Tree value={v} label={k} />
@@ -284,7 +284,7 @@ function Replay({ name, source }: { name: string; source: ReplaySource }) {
         <p class="muted">{name ? 'Nothing written to this document yet.' : 'Choose a document.'}</p>
       ) : (
         <>
-          <div class="replay-controls">
+          <div class="adm-controls">
             <button type="button" onClick={() => (playing.value = !playing.value)}>
               {playing.value ? 'Pause' : 'Play'}
             </button>
@@ -320,15 +320,15 @@ function Replay({ name, source }: { name: string; source: ReplaySource }) {
           <p class="muted" data-testid="moment">
             #{entry?.seq} · {entry && new Date(entry.at).toLocaleString()} · {entry?.author ?? 'server'}
           </p>
-          <ul class="legend">
+          <ul class="adm-legend">
             {authors.map((a) => (
               <li key={a}>
-                <span class="swatch" style={{ background: colourOf(authors, a) }} /> {a || 'server'}
+                <span class="adm-swatch" style={{ background: colourOf(authors, a) }} /> {a || 'server'}
               </li>
             ))}
           </ul>
           <div
-            class="replay-board"
+            class="adm-board"
             ref={boardRef}
             data-testid="replay-board"
             data-seq={shown.value?.seq ?? ''}
@@ -350,16 +350,16 @@ function Admin() {
         <a class="link" href="/">
           ← Home
         </a>
-        <nav class="admin-tabs">
+        <nav class="adm-tabs">
           {(['rooms', 'document', 'replay'] as const).map((t) => (
-            <button key={t} type="button" class={tab.value === t ? 'tab active' : 'tab'} onClick={() => (tab.value = t)}>
+            <button key={t} type="button" class={tab.value === t ? 'adm-tab active' : 'adm-tab'} onClick={() => (tab.value = t)}>
               {t === 'rooms' ? 'Rooms' : t === 'document' ? 'Document' : 'Replay'}
             </button>
           ))}
         </nav>
       </div>
       <form
-        class="admin-doc"
+        class="adm-doc"
         onSubmit={(e) => {
           e.preventDefault()
           docName.value = input.value.trim()
