@@ -122,6 +122,12 @@ SPEC: dict[str, Any] = {
         "/api/admin/connections/end": {
             "post": _op("End a user's connections (4403)", requestBody=_TARGET)
         },
+        "/api/admin/billing/customers/{stripe_customer_id}": {
+            "get": _op(
+                "Billing state, timeline and attendance of a Stripe customer (docs/billing.md)",
+                [{**_NAME, "name": "stripe_customer_id"}],
+            )
+        },
         "/api/admin/connections/role": {
             "post": _op("Downgrade a connected user's role live", requestBody=_TARGET)
         },

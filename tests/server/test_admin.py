@@ -63,6 +63,7 @@ def calls() -> list[tuple[str, str]]:
     for route in admin_routes():
         assert isinstance(route, Route)
         path = route.path.replace("{name:path}", "c1/board").replace("{classroom}", "c1")
+        path = path.replace("{stripe_customer_id}", "cus_1")
         for method in sorted((route.methods or set()) - {"HEAD"}):
             out.append((method, path))
     return out
@@ -111,6 +112,9 @@ def test_every_admin_call_lands_in_the_audit_log(client: TestClient) -> None:
             r = client.get(path, headers=headers)
             assert r.status_code == 200, r.text
             made.append(("GET", path, 200))
+    billing = client.get("/api/admin/billing/customers/cus_1", headers=jwt_admin)
+    assert billing.status_code == 404  # billing is off here; the call is audited anyway
+    made.append(("GET", "/api/admin/billing/customers/cus_1", 404))
     bad = client.get("/api/admin/history/c1/board?limit=0", headers=admin)
     assert bad.status_code == 400
     assert bad.json()["error"] == "limit must be an integer from 1 to 1000"
@@ -132,11 +136,7 @@ def test_every_admin_call_lands_in_the_audit_log(client: TestClient) -> None:
 def test_openapi_lists_every_route(client: TestClient) -> None:
     admin = bearer(token(Role.ADMIN, "ops", classroom="admin"))
     spec = client.get("/api/admin/openapi.json", headers=admin).json()
-    documented = {
-        (m.upper(), p.replace("{name}", "c1/board").replace("{classroom}", "c1"))
-        for p, ops in spec["paths"].items()
-        for m in ops
-    }
+    documented = {(m.upper(), _sample(p)) for p, ops in spec["paths"].items() for m in ops}
     assert set(calls()) - {("GET", "/api/admin/openapi.json")} <= documented
 
 
@@ -350,3 +350,11 @@ def test_a_tutor_replays_their_own_classroom_board_read_only(client: TestClient)
     # Read-only: there is no restore for tutors.
     restore = client.post("/api/admin/restore/c7/board", json={"at": entry["at"]}, headers=tutor)
     assert restore.status_code == 403
+
+
+def _sample(path: str) -> str:
+    return (
+        path.replace("{name}", "c1/board")
+        .replace("{classroom}", "c1")
+        .replace("{stripe_customer_id}", "cus_1")
+    )
