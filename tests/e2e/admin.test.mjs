@@ -121,5 +121,15 @@ test('the replay slider renders the board at two moments as the clients saw it',
     const authors = new Set(moment.ids.map((id) => (id === 's2' ? 'bo' : 'ada')))
     assert.equal(new Set(strokes).size, authors.size)
   }
+
+  // The rooms tab lists the live room with both writers' connections; it refreshes, so a
+  // third client shows up without a reload.
+  await page.getByRole('button', { name: 'Rooms', exact: true }).click()
+  const rooms = page.getByTestId('rooms')
+  await rooms.getByText('e2e-replay/board').waitFor()
+  await waitFor(async () => (await rooms.locator('tbody tr').count()) === 2, { message: 'two connections' })
+  await writer('e2e-replay', 'cy')
+  await waitFor(async () => (await rooms.locator('tbody tr').count()) === 3, { timeout: 15_000, message: 'a third connection' })
+  assert.deepEqual((await rooms.locator('tbody tr td:first-child').allTextContents()).sort(), ['ada', 'bo', 'cy'])
   await ctx.close()
 })

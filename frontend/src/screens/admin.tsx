@@ -39,7 +39,8 @@ interface Entry {
 }
 
 const PALETTE = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#008080', '#9a6324', '#800000']
-const tab = signal<'rooms' | 'document' | 'replay'>('replay')
+type Tab = 'rooms' | 'people' | 'document' | 'replay'
+const tab = signal<Tab>('replay')
 const docName = signal(new URLSearchParams(location.search).get('doc') ?? '')
 
 function colourOf(authors: string[], author: string | null): string {
@@ -107,6 +108,94 @@ function Rooms() {
           </table>
         </div>
       ))}
+    </section>
+  )
+}
+
+// -- users, classrooms and attendance -----------------------------------------------------
+
+interface Stay {
+  user_id: string
+  name: string
+  role: string
+  device: string
+  from: string
+  to: string | null
+}
+
+function People() {
+  const users = useSignal<{ id: number; email: string; name: string; role: string }[]>([])
+  const rooms = useSignal<{ id: string; title: string; owner: number | null; archived: string | null }[]>([])
+  const chosen = useSignal<string | null>(null)
+  const stays = useSignal<Stay[]>([])
+  const problem = useSignal<string | null>(null)
+  useEffect(() => {
+    Promise.all([api<{ users: typeof users.value }>('GET', '/api/admin/users'), api<{ classrooms: typeof rooms.value }>('GET', '/api/admin/classrooms')])
+      .then(([u, c]) => ((users.value = u.users), (rooms.value = c.classrooms)))
+      .catch((e: ApiError) => (problem.value = e.message))
+  }, [])
+  async function attendance(id: string) {
+    chosen.value = id
+    try {
+      stays.value = (await api<{ present: Stay[] }>('GET', `/api/admin/classrooms/${encodeURIComponent(id)}/attendance`)).present
+    } catch (e) {
+      problem.value = (e as ApiError).message
+    }
+  }
+  return (
+    <section data-testid="people">
+      <ErrorNote message={problem.value} />
+      <h2>Accounts</h2>
+      <table class="adm-table">
+        <tbody>
+          {users.value.map((u) => (
+            <tr key={u.id}>
+              <td>{u.email}</td>
+              <td>{u.name}</td>
+              <td>{u.role}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <h2>Classrooms</h2>
+      <table class="adm-table">
+        <tbody>
+          {rooms.value.map((c) => (
+            <tr key={c.id}>
+              <td>{c.title}</td>
+              <td>{c.id}</td>
+              <td>{c.archived ? 'archived' : ''}</td>
+              <td>
+                <button class="link" type="button" onClick={() => void attendance(c.id)}>
+                  Attendance
+                </button>{' '}
+                <button class="link" type="button" onClick={() => ((docName.value = `${c.id}/board`), (tab.value = 'replay'))}>
+                  Replay
+                </button>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {chosen.value && (
+        <>
+          <h2>Attendance in {chosen.value}</h2>
+          {stays.value.length === 0 && <p class="muted">Nobody has connected yet.</p>}
+          <table class="adm-table" data-testid="attendance">
+            <tbody>
+              {stays.value.map((v, i) => (
+                <tr key={i}>
+                  <td>{v.name || v.user_id}</td>
+                  <td>{v.role}</td>
+                  <td>{new Date(v.from).toLocaleString()}</td>
+                  <td>{v.to ? new Date(v.to).toLocaleTimeString() : 'now'}</td>
+                  <td>{v.device.slice(0, 40)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </>
+      )}
     </section>
   )
 }
@@ -342,6 +431,8 @@ function Replay({ name, source }: { name: string; source: ReplaySource }) {
 
 // -- the screen -------------------------------------------------------------------------
 
+const TAB_NAMES: Record<Tab, string> = { rooms: 'Rooms', people: 'Users and classrooms', document: 'Document', replay: 'Replay' }
+
 function Admin() {
   const input = useSignal(docName.value)
   return (
@@ -351,9 +442,9 @@ function Admin() {
           ← Home
         </a>
         <nav class="adm-tabs">
-          {(['rooms', 'document', 'replay'] as const).map((t) => (
+          {(['rooms', 'people', 'document', 'replay'] as const).map((t) => (
             <button key={t} type="button" class={tab.value === t ? 'adm-tab active' : 'adm-tab'} onClick={() => (tab.value = t)}>
-              {t === 'rooms' ? 'Rooms' : t === 'document' ? 'Document' : 'Replay'}
+              {TAB_NAMES[t]}
             </button>
           ))}
         </nav>
@@ -371,7 +462,7 @@ function Admin() {
         </label>
         <button type="submit">Open</button>
       </form>
-      {tab.value === 'rooms' ? <Rooms /> : tab.value === 'document' ? <DocumentView key={docName.value} /> : <Replay key={docName.value} name={docName.value} source={adminSource(docName.value)} />}
+      {tab.value === 'rooms' ? <Rooms /> : tab.value === 'people' ? <People /> : tab.value === 'document' ? <DocumentView key={docName.value} /> : <Replay key={docName.value} name={docName.value} source={adminSource(docName.value)} />}
     </Screen>
   )
 }
