@@ -33,6 +33,9 @@ class AppState:
     directory: Directory = field(init=False)
     connections: Connections = field(init=False)
     audit: AuditLog = field(init=False)
+    # Refused admin calls per address: each writes a permanent audit row, so an anonymous
+    # flood is answered 429 (and only logged) past this rate.
+    admin_refusals: Attempts = field(default_factory=lambda: Attempts(120, 60.0))
     signin_by_email: Attempts = field(init=False)
     signin_by_address: Attempts = field(init=False)
 

@@ -67,6 +67,19 @@ def admin(action: str) -> Callable[[Handler], Endpoint]:
                 refused = error(401, "sign in as an administrator", "signin")
             elif refused is None and who is not None and not who.is_admin:
                 refused = error(403, "administrators only", "forbidden")
+            if refused is not None:
+                address = client_address(request)
+                wait = state.admin_refusals.retry_after(address)
+                if wait is not None:
+                    # Bounded: refused calls past the rate are logged, not stored.
+                    log.warning(
+                        "admin calls refused too often",
+                        extra={"address": address, "action": action},
+                    )
+                    limited = error(429, "too many refused calls; wait", "rate")
+                    limited.headers["Retry-After"] = str(wait)
+                    return limited
+                state.admin_refusals.hit(address)
             try:
                 entry = await run(
                     state.audit.begin,

@@ -21,6 +21,7 @@ from server.auth import Role, issue
 from server.routes.admin import admin_routes
 from server.settings import Settings
 from server.state import AppState
+from server.web import Attempts
 
 SECRET = "admin-test-secret-" + "0123456789abcdef" * 4
 PASSWORD = "correct horse battery"
@@ -358,3 +359,16 @@ def _sample(path: str) -> str:
         .replace("{classroom}", "c1")
         .replace("{stripe_customer_id}", "cus_1")
     )
+
+
+def test_a_flood_of_refused_calls_is_bounded_in_the_audit_log(client: TestClient) -> None:
+    assert state(client).admin_refusals.limit == 120  # per address and minute
+    state(client).admin_refusals = Attempts(10, 60.0)
+    student = bearer(token(Role.STUDENT, "s1"))
+    codes = [client.get("/api/admin/rooms", headers=student).status_code for _ in range(13)]
+    assert codes[:10] == [403] * 10
+    assert codes[10:] == [429] * 3
+    assert len(audit_rows(client)) == 10
+    # Admins are never held back by others' refusals.
+    admin = bearer(token(Role.ADMIN, "ops", classroom="admin"))
+    assert client.get("/api/admin/rooms", headers=admin).status_code == 200
