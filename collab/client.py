@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Final
@@ -43,6 +44,9 @@ class Client:
         "_sending",
         "_sync_reply",
         "_wake",
+        "bytes_in",
+        "bytes_out",
+        "connected_at",
         "denied_notified",
         "id",
         "peer",
@@ -66,9 +70,18 @@ class Client:
         self._sending = False
         self._direct: Callable[[bytes], bool] | None = None
         self.denied_notified = False
+        # For the admin inspector: wall-clock join time, frames' bytes each way.
+        self.connected_at = time.time()
+        self.bytes_in = 0
+        self.bytes_out = 0
 
     def __repr__(self) -> str:
         return f"Client(id={self.id}, user={self.peer.user_id!r})"
+
+    @property
+    def outbox_depth(self) -> tuple[int, int]:
+        """Frames and bytes waiting in the outbox."""
+        return len(self._queue), self._queued_bytes
 
     @property
     def sync_reply_pending(self) -> bool:
@@ -100,6 +113,7 @@ class Client:
             and not self._sending
             and direct(message)
         ):
+            self.bytes_out += len(message)
             return True
         if len(self._queue) >= self._limit or (
             self._queue and self._queued_bytes + len(message) > self._limit_bytes
@@ -113,6 +127,7 @@ class Client:
             return False
         self._queue.append(message)
         self._queued_bytes += len(message)
+        self.bytes_out += len(message)
         if sync_reply:
             self._sync_reply = message
         self._wake.set()

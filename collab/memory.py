@@ -6,9 +6,21 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from .compaction import fold
-from .ports import BusHandler, Disconnected, DocumentName, LoadedDocument, StoredUpdate
+from .history import as_utc, check_limit, contributions_of, page_of, replay
+from .ports import (
+    BusHandler,
+    Contribution,
+    Disconnected,
+    DocumentName,
+    HistoryEntry,
+    HistoryPage,
+    LoadedDocument,
+    PastState,
+    StoredUpdate,
+)
 
 log = logging.getLogger("inkroom.collab.memory")
 
@@ -44,6 +56,43 @@ class MemoryStore:
         tail = [u.data for u in self.logs[name][self.compacted[name] : upto]]
         self.snapshots[name] = fold(self.snapshots.get(name), tail)
         self.compacted[name] = upto
+
+    def _entries(self, name: DocumentName) -> list[HistoryEntry]:
+        return [
+            HistoryEntry(i + 1, u.author, u.created_at, u.data)
+            for i, u in enumerate(self.logs.get(name, ()))
+        ]
+
+    async def history(
+        self,
+        name: DocumentName,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        author: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> HistoryPage:
+        self._check()
+        limit = check_limit(limit)
+        entries = self._entries(name)[max(0, after) :]
+        return page_of(entries, limit, author, as_utc(since), as_utc(until))
+
+    async def contributions(
+        self, name: DocumentName, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Contribution]:
+        self._check()
+        return contributions_of(self._entries(name), as_utc(since), as_utc(until))
+
+    async def state_at(self, name: DocumentName, at: datetime) -> PastState:
+        self._check()
+        log = self.logs.get(name, [])
+        at = as_utc(at) or at
+        upto = max((i + 1 for i, u in enumerate(log) if u.created_at <= at), default=0)
+        start, snapshot = 0, None
+        if 0 < self.compacted[name] <= upto:
+            start, snapshot = self.compacted[name], self.snapshots.get(name)
+        return PastState(upto, replay(snapshot, [u.data for u in log[start:upto]]))
 
 
 class LocalBus:

@@ -99,6 +99,53 @@ class LoadedDocument:
         return doc
 
 
+MAX_HISTORY_PAGE = 1000
+"""The most entries one :meth:`Store.history` call returns."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One logged update with its place in the log (``seq`` counts from 1)."""
+
+    seq: int
+    author: str | None
+    created_at: datetime
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """Entries in sequence order; ``next_after`` is the ``after`` of the next page, or
+    ``None`` when this page reached the end of the (filtered) log."""
+
+    entries: Sequence[HistoryEntry]
+    next_after: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """What one author (``None``: the server) wrote to a document."""
+
+    author: str | None
+    updates: int
+    bytes: int
+    first_at: datetime
+    last_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PastState:
+    """A document as it was: ``update`` rebuilds it on an empty document; it holds the
+    log up to and including ``seq`` (0: nothing was written yet)."""
+
+    seq: int
+    update: bytes
+
+
 class Store(Protocol):
     """Durable storage of documents as an append-only update log plus snapshots."""
 
@@ -113,6 +160,33 @@ class Store(Protocol):
 
     async def compact(self, name: DocumentName) -> None:
         """Folds the tail into a new snapshot without changing the document's content."""
+        ...
+
+    async def history(
+        self,
+        name: DocumentName,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        author: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> HistoryPage:
+        """Logged updates with ``seq > after``, oldest first, at most ``limit`` (bounded by
+        :data:`MAX_HISTORY_PAGE`), only ``author``'s if given, only those written in
+        ``[since, until]`` if given. Raises ``ValueError`` for a limit below 1."""
+        ...
+
+    async def contributions(
+        self, name: DocumentName, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Contribution]:
+        """Updates and bytes per author (in ``[since, until]`` if given), most bytes first."""
+        ...
+
+    async def state_at(self, name: DocumentName, at: datetime) -> PastState:
+        """The document as the log had it at ``at``: every update up to the last one
+        written at or before ``at`` (a prefix of the log, so never a state with gaps),
+        rebuilt from the newest snapshot that prefix covers, else from the start."""
         ...
 
 

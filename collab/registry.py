@@ -68,6 +68,11 @@ class Registry:
             out["loads_failing"] = sorted(self.load_failures)
         return out
 
+    async def save_now(self) -> None:
+        """Writes every pending update to the store now (the admin inspector reads the
+        log). Raises the store's error."""
+        await self._saver.flush(retry=False, drain=False)
+
     async def __aenter__(self) -> Registry:
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()

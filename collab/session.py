@@ -98,6 +98,7 @@ async def _read(
     while True:
         frame = await connection.receive()
         metrics.BYTES_IN.inc(len(frame))
+        client.bytes_in += len(frame)
         if len(frame) > max_bytes:
             raise MessageTooBig(f"message of {len(frame)} bytes exceeds {max_bytes}")
         if not bucket.take():

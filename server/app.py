@@ -23,10 +23,12 @@ from .db import make_engine, migrate
 from .headers import SecurityHeaders
 from .routes import accounts as account_routes
 from .routes import classrooms as classroom_routes
+from .routes.admin import admin_routes
 from .routes.billing import billing_routes
 from .routes.client import ClientFiles, client_dir, shell
 from .routes.collab import websocket_endpoint
 from .routes.health import healthz, metrics, readyz
+from .routes.replay import replay_routes
 from .routes.sfu import sfu_endpoint
 from .settings import Settings
 from .state import AppState
@@ -77,6 +79,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", metrics),
         WebSocketRoute("/ws/{document:path}", websocket_endpoint),
         *api_routes(),
+        *admin_routes(),
+        *replay_routes(),
         *billing_routes(),
         WebSocketRoute("/sfu/{classroom}", sfu_endpoint),
     ]
@@ -87,6 +91,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/c/{classroom}", page),
         Route("/j/{code}", page),
         Route("/check", page),  # the connection self-test
+        Route("/admin", page),
+        Route("/replay/{classroom}", page),
     ]
     if static_dir is not None:
         routes.append(Mount("/", ClientFiles(directory=static_dir)))

@@ -1,4 +1,4 @@
-"""``inkroom serve``, ``inkroom token`` and ``inkroom user``.
+"""``inkroom serve``, ``inkroom token``, ``inkroom user`` and ``inkroom admin``.
 
 Operator errors (a data dir that cannot be written, a port in use, a database that does
 not answer, no secret) end with one plain line on stderr saying what, where and what to
@@ -264,6 +264,25 @@ def user(args: argparse.Namespace) -> int:
     return EXIT_USAGE
 
 
+def admin(args: argparse.Namespace) -> int:
+    from . import admin_cli
+    from .db import make_engine, migrate
+
+    settings = _settings(args)
+
+    def engine() -> object:
+        try:
+            check_data_dir(settings)
+            check_database(settings)
+        except StartupError as exc:
+            raise OSError(str(exc)) from exc
+        made = make_engine(settings.sql_url)
+        migrate(made)
+        return made
+
+    return admin_cli.run(args, engine)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir",
@@ -362,6 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (add, setpw, role, usr_sub.choices["list"]):
         _common(p)
     usr.set_defaults(func=user)
+
+    from . import admin_cli
+
+    admin_cli.add_parser(sub, _common)
+    sub.choices["admin"].set_defaults(func=admin)
     return parser
 
 

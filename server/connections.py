@@ -26,6 +26,7 @@ from pycrdt import Map
 from collab.ports import DocumentName
 from collab.registry import Registry
 
+from .attendance import Attendance
 from .auth import Claims, Role
 from .classroom import CLASS_SUFFIX
 from .errors import EXPIRED
@@ -53,14 +54,21 @@ class _Open:
     connection: Closable
     timer: asyncio.TimerHandle | None = None
     ended: bool = False
+    name: str = ""
+    device: str = ""
+    address: str = ""
+    since: float = 0.0
 
 
 class Connections:
     """The open connections of this node; each node ends its own."""
 
-    def __init__(self, registry: Registry | None = None) -> None:
+    def __init__(
+        self, registry: Registry | None = None, attendance: Attendance | None = None
+    ) -> None:
         self._open: dict[int, _Open] = {}
         self._registry = registry
+        self._attendance = attendance
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
@@ -77,18 +85,55 @@ class Connections:
             classroom_of(document),
             document,
             connection,
+            name=claims.name,
+            device=getattr(connection, "device", ""),
+            address=getattr(connection, "address", ""),
+            since=time.time(),
         )
         loop = asyncio.get_running_loop()
         delay = claims.expires_at - time.time()
         entry.timer = loop.call_later(max(0.0, delay), self._expire, entry)
+        visit = await self._visit_opened(entry)
         self._open[entry.id] = entry
         try:
             yield
         finally:
             self._open.pop(entry.id, None)
             entry.timer.cancel()
+            if visit is not None:
+                await self._visit_closed(visit)
             if claims.role is Role.STUDENT and document.endswith(CLASS_SUFFIX):
                 self._lower_hand_if_gone(entry)
+
+    def entries(self) -> list[_Open]:
+        """The open connections (for the admin inspector)."""
+        return list(self._open.values())
+
+    async def _visit_opened(self, entry: _Open) -> int | None:
+        if self._attendance is None:
+            return None
+        try:
+            return await asyncio.to_thread(
+                self._attendance.opened,
+                classroom=entry.classroom,
+                document=entry.document,
+                user_id=entry.user_id,
+                name=entry.name,
+                role=entry.role,
+                device=entry.device,
+                address=entry.address,
+            )
+        except Exception:  # attendance is evidence, not a gate: the lesson goes on
+            log.exception("attendance not recorded", extra={"document": entry.document})
+            return None
+
+    async def _visit_closed(self, visit: int) -> None:
+        assert self._attendance is not None
+        try:
+            # Shielded: a connection torn down by cancellation still records its end.
+            await asyncio.shield(asyncio.to_thread(self._attendance.closed, visit))
+        except Exception:
+            log.exception("attendance end not recorded", extra={"visit": visit})
 
     def _expire(self, entry: _Open) -> None:
         self._spawn(self._end([entry], 4401, EXPIRED))

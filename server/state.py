@@ -12,6 +12,8 @@ from sfu.service import Sfu
 
 from .accounts import Directory
 from .admission import Admission
+from .attendance import Attendance
+from .audit import AuditLog
 from .connections import Connections, classroom_of
 from .quotas import ConnectionQuotas
 from .settings import Settings
@@ -38,13 +40,18 @@ class AppState:
     directory: Directory = field(init=False)
     admission: Admission = field(init=False)
     connections: Connections = field(init=False)
+    audit: AuditLog = field(init=False)
+    # Refused admin calls per address: each writes a permanent audit row, so an anonymous
+    # flood is answered 429 (and only logged) past this rate.
+    admin_refusals: Attempts = field(default_factory=lambda: Attempts(120, 60.0))
     signin_by_email: Attempts = field(init=False)
     signin_by_address: Attempts = field(init=False)
 
     def __post_init__(self) -> None:
         self.directory = Directory(self.engine, session_ttl=self.settings.session_ttl)
-        self.connections = Connections(self.registry)
+        self.connections = Connections(self.registry, Attendance(self.engine))
         self.admission = Admission(lambda: self.billing, self.directory)
+        self.audit = AuditLog(self.engine)
         s = self.settings
         self.signin_by_email = Attempts(s.signin_attempts, s.signin_window)
         self.signin_by_address = Attempts(s.signin_attempts * 6, s.signin_window)

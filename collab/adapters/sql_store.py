@@ -15,15 +15,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     Column,
     Connection,
     DateTime,
     Engine,
+    Index,
     LargeBinary,
     String,
     event,
+    func,
     select,
     update,
 )
@@ -31,7 +34,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
 from ..compaction import fold
-from ..ports import DocumentName, LoadedDocument, StoredUpdate
+from ..history import as_utc, check_limit, replay, sort_contributions
+from ..ports import (
+    Contribution,
+    DocumentName,
+    HistoryEntry,
+    HistoryPage,
+    LoadedDocument,
+    PastState,
+    StoredUpdate,
+)
 
 
 def _now() -> datetime:
@@ -51,6 +63,11 @@ class DocumentRow(SQLModel, table=True):
 
 class UpdateRow(SQLModel, table=True):
     __tablename__ = "collab_update"
+    # Migration 0004: time ranges ("the document at T", filters) and per-author paging.
+    __table_args__ = (
+        Index("ix_collab_update_document_created", "document", "created_at"),
+        Index("ix_collab_update_document_author", "document", "author", "seq"),
+    )
 
     document: str = Field(sa_column=Column(String(512), primary_key=True))
     seq: int = Field(primary_key=True)
@@ -93,9 +110,28 @@ class SqlStore:
     async def compact(self, name: DocumentName) -> None:
         await asyncio.to_thread(self._compact, name)
 
-    async def history(self, name: DocumentName) -> list[StoredUpdate]:
-        """Every logged update in order (the admin inspector replays these)."""
-        return await asyncio.to_thread(self._history, name)
+    async def history(
+        self,
+        name: DocumentName,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        author: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> HistoryPage:
+        limit = check_limit(limit)
+        return await asyncio.to_thread(
+            self._history, name, after, limit, author, as_utc(since), as_utc(until)
+        )
+
+    async def contributions(
+        self, name: DocumentName, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Contribution]:
+        return await asyncio.to_thread(self._contributions, name, as_utc(since), as_utc(until))
+
+    async def state_at(self, name: DocumentName, at: datetime) -> PastState:
+        return await asyncio.to_thread(self._state_at, name, as_utc(at) or at)
 
     def _load(self, name: str) -> LoadedDocument:
         with self._engine.connect() as conn:
@@ -149,14 +185,85 @@ class SqlStore:
                 .values(snapshot=folded, snapshot_seq=last, updated_at=_now())
             )
 
-    def _history(self, name: str) -> list[StoredUpdate]:
+    def _history(
+        self,
+        name: str,
+        after: int,
+        limit: int,
+        author: str | None,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> HistoryPage:
+        query = (
+            select(_upd.c.seq, _upd.c.author, _upd.c.created_at, _upd.c.data)
+            .where(*_filters(name, author, since, until), _upd.c.seq > after)
+            .order_by(_upd.c.seq)
+            .limit(limit + 1)
+        )
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(_upd.c.data, _upd.c.author, _upd.c.created_at)
-                .where(_upd.c.document == name)
+            rows = conn.execute(query).all()
+        entries = [HistoryEntry(r.seq, r.author, _utc(r.created_at), r.data) for r in rows]
+        if len(entries) > limit:
+            return HistoryPage(entries[:limit], entries[limit - 1].seq)
+        return HistoryPage(entries, None)
+
+    def _contributions(
+        self, name: str, since: datetime | None, until: datetime | None
+    ) -> list[Contribution]:
+        query = (
+            select(
+                _upd.c.author,
+                func.count(),
+                func.coalesce(func.sum(func.length(_upd.c.data)), 0),
+                func.min(_upd.c.created_at),
+                func.max(_upd.c.created_at),
+            )
+            .where(*_filters(name, None, since, until))
+            .group_by(_upd.c.author)
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return sort_contributions(
+            Contribution(r[0], int(r[1]), int(r[2]), _utc(r[3]), _utc(r[4])) for r in rows
+        )
+
+    def _state_at(self, name: str, at: datetime) -> PastState:
+        with self._engine.connect() as conn:
+            upto = conn.execute(
+                select(func.max(_upd.c.seq)).where(_upd.c.document == name, _upd.c.created_at <= at)
+            ).scalar()
+            if not upto:
+                return PastState(0, replay(None, []))
+            row = conn.execute(
+                select(_doc.c.snapshot, _doc.c.snapshot_seq).where(_doc.c.name == name)
+            ).first()
+            snapshot, since = (None, 0)
+            if row is not None and row.snapshot is not None and 0 < row.snapshot_seq <= upto:
+                snapshot, since = row.snapshot, row.snapshot_seq
+            tail = conn.execute(
+                select(_upd.c.data)
+                .where(_upd.c.document == name, _upd.c.seq > since, _upd.c.seq <= upto)
                 .order_by(_upd.c.seq)
-            ).all()
-        return [StoredUpdate(r.data, r.author, r.created_at) for r in rows]
+            ).scalars()
+            return PastState(upto, replay(snapshot, tail))
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes for timezone-aware columns: they were stored as UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _filters(
+    name: str, author: str | None, since: datetime | None, until: datetime | None
+) -> list[Any]:
+    out: list[Any] = [_upd.c.document == name]
+    if author is not None:
+        out.append(_upd.c.author == author)
+    if since is not None:
+        out.append(_upd.c.created_at >= since)
+    if until is not None:
+        out.append(_upd.c.created_at <= until)
+    return out
 
 
 def _append_one(conn: Connection, name: str, updates: list[StoredUpdate]) -> None:

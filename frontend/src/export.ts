@@ -1,15 +1,20 @@
 // Export the current page as PNG (canvas) or SVG (the same outlines as path data).
 
-import { type Board, PAGE_H, PAGE_W } from './board'
+import { type Board, PAGE_H, PAGE_W, type ShapeView } from './board'
 import { HIGHLIGHT_ALPHA, shapePath } from './shapes'
 import type { Renderer } from './render'
 
 export function pageSvg(board: Board, page: string): string {
+  return shapesSvg(board.pageShapes(page))
+}
+
+/** An SVG of the given shapes, in order (the replay view colours them by author). */
+export function shapesSvg(shapes: Iterable<ShapeView>): string {
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${PAGE_W}" height="${PAGE_H}" viewBox="0 0 ${PAGE_W} ${PAGE_H}">`,
     `<rect width="${PAGE_W}" height="${PAGE_H}" fill="#fff"/>`,
   ]
-  for (const s of board.pageShapes(page)) {
+  for (const s of shapes) {
     const colour = escapeXml(s.c)
     if (s.t === 'x') {
       const lines = (s.tx ?? '').split('\n')

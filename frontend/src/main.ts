@@ -28,6 +28,12 @@ async function route(): Promise<void> {
   } else if (join) {
     const { renderJoin } = await import('./screens/join')
     renderJoin(mount, join[1])
+  } else if (path.startsWith('/replay/')) {
+    const { renderClassroomReplay } = await import('./screens/admin')
+    renderClassroomReplay(mount, decodeURIComponent(path.slice('/replay/'.length)))
+  } else if (path === '/admin') {
+    const { renderAdmin } = await import('./screens/admin')
+    renderAdmin(mount)
   } else if (path === '/' || path === '/index.html') {
     // The installed app starts at `/?app`: a student goes back to their last classroom
     // (its board opens offline from this device), a tutor to their home.

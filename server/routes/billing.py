@@ -22,6 +22,7 @@ from billing.model import AccountId
 from billing.ports import StripeError
 from billing.service import BillingError, Outcome
 
+from ..admin import billing_attendance
 from ..auth import Role
 from ..billing_gate import BillingGate
 from ..errors import Forbidden, InvalidToken, ServerError
@@ -221,8 +222,8 @@ async def admin_customer(request: Request) -> Response:
             "status": describe(first, billing.now(), billing.grace),
             "primary_subscription": first.snapshot.id if first else None,
             "timeline": timeline,
-            # Attendance comes with the admin issue; the key is here for dispute evidence.
-            "attendance": [],
+            # Dispute evidence: who attended the account's classrooms, when, from where.
+            "attendance": billing_attendance(request.app.state.inkroom, account),
             "generated_at": int(time.time()),
         }
 

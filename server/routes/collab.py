@@ -12,10 +12,11 @@ from collab.ports import Disconnected, DocumentName
 from collab.protocol import PermissionDenied
 from collab.session import serve
 
+from ..admin import document_deleted
 from ..auth import Claims, authorize, require_document, verify
 from ..classroom import STAFF, class_document
 from ..connections import classroom_of
-from ..errors import ClassroomArchived, Forbidden, ServerError
+from ..errors import ClassroomArchived, Forbidden, NotFound, ServerError
 from ..state import AppState
 from ..ws_protocol import EXTENSION
 
@@ -34,6 +35,15 @@ class StarletteConnection:
         self._receive = websocket._receive
         self._send = websocket._send
         self._send_nowait = websocket.scope.get("extensions", {}).get(EXTENSION)
+
+    @property
+    def device(self) -> str:
+        """The browser or client that opened the socket (attendance evidence)."""
+        return self._ws.headers.get("user-agent", "")[:255]
+
+    @property
+    def address(self) -> str:
+        return self._ws.client.host if self._ws.client else ""
 
     async def receive(self) -> bytes:
         message = await self._receive()
@@ -82,6 +92,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         require_document(claims, document)
         if await state.directory_archived(document):
             raise ClassroomArchived("archived")
+        if await document_deleted(state, document):
+            raise NotFound("this document was deleted")
         lease = state.quotas.acquire(claims.user_id, claims.classroom)
         try:
             # The owner's subscription and the plan's class size (server/admission.py).

@@ -58,7 +58,7 @@ async def test_append_compact_load_and_history(pg_engine: Engine) -> None:
     assert loaded.snapshot is not None
     assert len(loaded.tail) == 10
     assert await content(store) == list(range(30))
-    history = await store.history(NAME)
+    history = (await store.history(NAME, limit=1000)).entries
     assert [h.author for h in history] == ["tutor-1"] * 20 + ["student-2"] * 10
     assert all(h.created_at.tzinfo is not None for h in history)
 
@@ -79,5 +79,21 @@ async def test_concurrent_appends_from_two_nodes_lose_nothing(pg_engine: Engine)
     await asyncio.gather(write(node_a, a_updates, "a"), write(node_b, b_updates, "b"))
     items = await content(node_a)
     assert sorted(items) == list(range(40)) + list(range(1000, 1040))
-    history = await node_b.history(NAME)
+    history = (await node_b.history(NAME, limit=1000)).entries
     assert len(history) == 80
+
+
+async def test_history_on_postgres(pg_engine: Engine) -> None:
+    from tests.collab.history_contract import check_history
+
+    migrate(pg_engine)
+    await check_history(SqlStore(pg_engine))
+    indexes = {i["name"] for i in inspect(pg_engine).get_indexes("collab_update")}
+    assert {"ix_collab_update_document_created", "ix_collab_update_document_author"} <= indexes
+
+
+async def test_history_bad_input_on_postgres(pg_engine: Engine) -> None:
+    from tests.collab.history_contract import check_bad_input
+
+    migrate(pg_engine)
+    await check_bad_input(SqlStore(pg_engine))

@@ -276,6 +276,9 @@ function ClassroomCard({ classroom }: { classroom: ClassroomInfo }) {
             <a class="button primary" href={`/c/${encodeURIComponent(classroom.id)}`} data-testid="open-classroom">
               Open
             </a>
+            <a class="button" href={`/replay/${encodeURIComponent(classroom.id)}`} data-testid="replay-classroom">
+              Replay
+            </a>
             <button class="button" type="button" onClick={() => (renaming.value = true)}>
               Rename
             </button>
@@ -315,6 +318,11 @@ function Classrooms() {
           Signed in as <b>{a.name || a.email}</b>
           {a.role === 'admin' ? ' (admin)' : ''}
         </span>
+        {a.role === 'admin' && (
+          <a class="link" href="/admin" data-testid="admin-link">
+            Admin inspector
+          </a>
+        )}
         <button class="link" type="button" onClick={signOut}>
           Sign out
         </button>

@@ -1,0 +1,256 @@
+"""The admin inspector's operations on live rooms and stored documents (no HTTP here).
+
+"What is the document now" reads the live room when the document is loaded (it holds
+updates not saved yet); history questions save pending updates first, so the log they
+read is complete up to the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pycrdt import Doc
+
+from collab.adapters.sql_store import SqlStore
+from collab.content import converge, from_update, to_data
+from collab.ports import DocumentName, PastState, Store
+from collab.updates import decode_state_vector
+
+from .attendance import NODE, Attendance, presence
+from .auth import Role
+from .errors import NotFound
+from .state import AppState
+
+metadata = sa.MetaData()  # tables created by migration 0004
+deletion_table = sa.Table(
+    "document_deletion",
+    metadata,
+    sa.Column("name", sa.String(512), primary_key=True),
+    sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("deleted_by", sa.String(255), nullable=False),
+)
+
+DOWNGRADES = (Role.STUDENT.value, Role.OBSERVER.value)
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+class Inspector:
+    """Reads and changes documents and connections on behalf of an admin."""
+
+    def __init__(self, state: AppState, store: Store | None = None) -> None:
+        self._state = state
+        self.store: Store = store or SqlStore(state.engine)
+
+    # -- live rooms ------------------------------------------------------------------
+
+    def rooms(self) -> list[dict[str, Any]]:
+        """Every room this node holds, with its connections."""
+        tracked = {
+            (e.user_id, e.document): e for e in self._state.connections.entries() if not e.ended
+        }
+        out = []
+        for name, room in sorted(self._state.registry.rooms.items()):
+            connections = []
+            for client in room.clients.values():
+                frames, queued = client.outbox_depth
+                extra = tracked.get((client.peer.user_id, name))
+                connections.append(
+                    {
+                        "client": client.id,
+                        "user_id": client.peer.user_id,
+                        "name": client.peer.name,
+                        "role": client.peer.role,
+                        "read_only": client.peer.read_only,
+                        "node": NODE,
+                        "connected_since": _iso(client.connected_at),
+                        "bytes_in": client.bytes_in,
+                        "bytes_out": client.bytes_out,
+                        "outbox_frames": frames,
+                        "outbox_bytes": queued,
+                        "device": extra.device if extra else "",
+                        "address": extra.address if extra else "",
+                    }
+                )
+            out.append(
+                {
+                    "name": name,
+                    "node": NODE,
+                    "size": room.size,
+                    "clients": len(connections),
+                    "connections": connections,
+                }
+            )
+        return out
+
+    # -- documents -------------------------------------------------------------------
+
+    async def current(self, name: DocumentName) -> tuple[Doc[Any], bool]:
+        """The document now (live room if loaded), and whether it is loaded."""
+        room = self._state.registry.rooms.get(name)
+        if room is not None:
+            return room.doc, True
+        loaded = await self.store.load(name)
+        return loaded.to_doc(), False
+
+    async def document(self, name: DocumentName) -> dict[str, Any]:
+        doc, live = await self.current(name)
+        update = doc.get_update()
+        vector = decode_state_vector(doc.get_state())
+        return {
+            "name": name,
+            "loaded": live,
+            "deleted": await self.deleted(name),
+            "size": len(update),
+            "state_vector": {str(k): v for k, v in sorted(vector.items())},
+            "content": to_data(doc),
+        }
+
+    async def save_pending(self) -> None:
+        await self._state.registry.save_now()
+
+    async def state_at(self, name: DocumentName, at: datetime) -> PastState:
+        await self.save_pending()
+        return await self.store.state_at(name, at)
+
+    async def import_update(self, name: DocumentName, update: bytes) -> int:
+        """Merges ``update`` into the document as a server write; returns the bytes the
+        document changed by. Raises ``ValueError`` for a corrupt update."""
+        from_update(update)  # judged on a scratch document first: a corrupt one stops here
+        async with self._state.registry.hold(name) as room:
+            before = len(room.doc.get_update())
+            with room.doc.transaction():
+                room.doc.apply_update(update)
+            return len(room.doc.get_update()) - before
+
+    async def restore(self, name: DocumentName, at: datetime) -> dict[str, Any]:
+        """Makes the document's content what it was at ``at``, as a new forward change
+        (one server-origin update every client receives like any other)."""
+        past = await self.state_at(name, at)
+        target = from_update(past.update)
+        async with self._state.registry.hold(name) as room:
+            changes: list[bytes] = []
+            sub = room.doc.observe(lambda e: changes.append(e.update))
+            try:
+                with room.doc.transaction():
+                    converge(room.doc, target)
+            finally:
+                room.doc.unobserve(sub)
+        return {
+            "restored_to": at.isoformat(),
+            "seq": past.seq,
+            "change_bytes": sum(map(len, changes)),
+        }
+
+    # -- connections -----------------------------------------------------------------
+
+    async def end(self, user_id: str, document: str | None) -> int:
+        return await self._state.connections.end(
+            lambda e: e.user_id == user_id and (document is None or e.document == document),
+            4403,
+            "ended by an administrator",
+        )
+
+    def set_role(self, user_id: str, role: str, document: str | None) -> int:
+        """Downgrades a connected user's live connections; takes effect on their next
+        write, without a reconnect. Returns how many connections changed.
+
+        Raises:
+            ValueError: ``role`` is not a downgrade (student or observer).
+        """
+        if role not in DOWNGRADES:
+            raise ValueError(f"role must be one of {', '.join(DOWNGRADES)}")
+        changed = 0
+        for name, room in self._state.registry.rooms.items():
+            if document is not None and name != document:
+                continue
+            for client in room.clients.values():
+                if client.peer.user_id == user_id:
+                    client.peer = replace(
+                        client.peer, role=role, read_only=role == Role.OBSERVER.value
+                    )
+                    client.denied_notified = False
+                    changed += 1
+        for entry in self._state.connections.entries():
+            if entry.user_id == user_id and (document is None or entry.document == document):
+                entry.role = role
+        return changed
+
+    # -- deletion --------------------------------------------------------------------
+
+    async def deleted(self, name: str) -> bool:
+        return await document_deleted(self._state, name)
+
+    def set_deleted(self, name: str, deleted: bool, actor: str) -> None:
+        with self._state.engine.begin() as conn:
+            conn.execute(deletion_table.delete().where(deletion_table.c.name == name))
+            if deleted:
+                conn.execute(
+                    deletion_table.insert().values(
+                        name=name, deleted_at=datetime.now(UTC), deleted_by=actor[:255]
+                    )
+                )
+
+    async def delete(self, name: str, actor: str) -> int:
+        """Hides the document: new connections are refused (4404), open ones ended. Its
+        log is kept, so :meth:`undelete` brings it back whole."""
+        await asyncio.to_thread(self.set_deleted, name, True, actor)
+        return await self._state.connections.end(
+            lambda e: e.document == name, 4404, "document deleted"
+        )
+
+    # -- attendance ------------------------------------------------------------------
+
+    def attendance(
+        self, classroom: str, since: datetime | None, until: datetime | None
+    ) -> dict[str, Any]:
+        visits = Attendance(self._state.engine).visits([classroom], since=since, until=until)
+        return {
+            "classroom": classroom,
+            "generated_at": int(time.time()),
+            "present": [v.public() for v in presence(visits)],
+            "connections": [{**v.public(), "document": v.document} for v in visits],
+        }
+
+
+async def document_deleted(state: AppState, name: str) -> bool:
+    def read() -> bool:
+        with state.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(deletion_table.c.name).where(deletion_table.c.name == name)
+            ).first()
+        return row is not None
+
+    return await asyncio.to_thread(read)
+
+
+def billing_attendance(state: AppState, account_id: str | None) -> list[dict[str, Any]]:
+    """Attendance in the classrooms an account owns (``acct-N``), for billing disputes.
+    Synchronous (billing reads in a thread)."""
+    if not account_id or not account_id.startswith("acct-") or not account_id[5:].isdigit():
+        return []
+    account = state.directory.account(int(account_id[5:]))
+    if account is None:
+        return []
+    classrooms = [c.id for c in state.directory.classrooms(account)]
+    if not classrooms:
+        return []
+    visits = Attendance(state.engine).visits(classrooms)
+    by_room: dict[str, list[Any]] = {}
+    for v in visits:
+        by_room.setdefault(v.document.split("/", 1)[0], []).append(v)
+    return [
+        {**stay.public(), "classroom": room}
+        for room, group in sorted(by_room.items())
+        for stay in presence(group)
+    ]
+
+
+__all__ = ["Inspector", "NotFound", "billing_attendance", "document_deleted"]

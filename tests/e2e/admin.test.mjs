@@ -1,0 +1,135 @@
+// The admin inspector's replay view in Debian's Chromium against `inkroom serve`: two
+// authors draw at two moments (stock y-websocket clients), an admin signs in at `/`, opens
+// the replay of the board, moves the timeline slider to each moment and sees the board as
+// it was then: the shapes the authors' clients held at that moment, coloured by author.
+
+import { after, before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+import WebSocket from 'ws'
+import { ROOT, startServer, waitFor } from './lib/server.mjs'
+import { DESKTOP, launch } from './lib/browser.mjs'
+
+const execFileP = promisify(execFile)
+const INKROOM = process.env.INKROOM_BIN || path.join(ROOT, '.venv/bin/inkroom')
+const PASSWORD = 'a long admin password'
+let server
+let browser
+const providers = []
+
+before(async () => {
+  ;[server, browser] = await Promise.all([startServer(), launch()])
+})
+
+after(async () => {
+  for (const p of providers) {
+    p.awareness.destroy()
+    p.destroy()
+    p.doc.destroy()
+  }
+  await browser?.close()
+  await server?.stop()
+})
+
+async function writer(classroom, user) {
+  const doc = new Y.Doc()
+  const provider = new WebsocketProvider(server.ws, `${classroom}/board`, doc, {
+    WebSocketPolyfill: WebSocket,
+    params: { token: await server.token(classroom, 'tutor', user) },
+    disableBc: true,
+  })
+  providers.push(provider)
+  await waitFor(() => provider.synced, { message: `${user} synced` })
+  return { doc, provider, user }
+}
+
+function stroke(w, id, x, y) {
+  const m = new Y.Map()
+  for (const [k, v] of Object.entries({ t: 'p', pg: 'p0', z: `a${id}`, a: w.user, c: '#000000', w: 4, x, y, done: true }))
+    m.set(k, v)
+  const pts = new Y.Array()
+  pts.push([0, 0, 40, 10, 40, -10, 30, 20])
+  m.set('pts', pts)
+  w.doc.getMap('shapes').set(id, m)
+}
+
+const idsOf = (doc) => [...doc.getMap('shapes').keys()].sort()
+
+test('the replay slider renders the board at two moments as the clients saw it', async () => {
+  await execFileP(INKROOM, ['user', 'add', '--email', 'root@example.org', '--role', 'admin', '--data-dir', server.dataDir], {
+    env: { ...process.env, INKROOM_PASSWORD: PASSWORD, INKROOM_SECRET: server.secret },
+  })
+  const ada = await writer('e2e-replay', 'ada')
+  const bo = await writer('e2e-replay', 'bo')
+
+  stroke(ada, 's1', 100, 100)
+  await waitFor(() => idsOf(bo.doc).length === 1, { message: 'bo sees s1' })
+  const first = { at: new Date().toISOString(), ids: idsOf(bo.doc) }
+  stroke(bo, 's2', 400, 300)
+  stroke(ada, 's3', 800, 600)
+  await waitFor(() => idsOf(ada.doc).length === 3 && idsOf(bo.doc).length === 3, { message: 'both see three' })
+  const second = { at: new Date().toISOString(), ids: idsOf(ada.doc) }
+  assert.deepEqual(first.ids, ['s1'])
+  assert.deepEqual(second.ids, ['s1', 's2', 's3'])
+
+  const ctx = await browser.newContext(DESKTOP)
+  const page = await ctx.newPage()
+  page.on('pageerror', (err) => console.error(`[page error] ${err.message}`))
+  page.on('dialog', (d) => d.dismiss()) // restore asks first; this test never restores
+  await page.goto(`${server.base}/`)
+  await page.locator('form[data-testid="signin"], form[data-testid="signup"]').waitFor()
+  await page.getByLabel('Email').fill('root@example.org')
+  await page.getByLabel('Password').fill(PASSWORD)
+  await page.locator('form[data-testid="signin"] button[type="submit"]').click()
+  await page.getByTestId('admin-link').click()
+  await page.waitForURL(/\/admin/)
+  await page.getByLabel('Document').fill('e2e-replay/board')
+  await page.getByRole('button', { name: 'Open' }).click()
+  const slider = page.getByTestId('timeline')
+  await slider.waitFor()
+
+  // Which log entry was the last one written at or before each moment.
+  const entries = await page.evaluate(async () => {
+    const r = await fetch('/api/admin/history/e2e-replay/board?limit=1000')
+    return (await r.json()).entries
+  })
+  const indexAt = (at) => entries.filter((e) => e.at <= at).length - 1
+  const boardView = page.getByTestId('replay-board')
+
+  for (const moment of [second, first]) {
+    const i = indexAt(moment.at)
+    assert.ok(i >= 0, `an entry before ${moment.at}`)
+    await slider.evaluate((el, value) => {
+      el.value = String(value)
+      el.dispatchEvent(new Event('input', { bubbles: true }))
+    }, i)
+    await page.waitForFunction(
+      ([seq, ids]) => {
+        const el = document.querySelector('[data-testid="replay-board"]')
+        return el?.dataset.seq === String(seq) && el.dataset.shapes === ids
+      },
+      [entries[i].seq, moment.ids.join(',')],
+      { timeout: 15_000 },
+    )
+    // One drawn path per shape, in the authors' colours.
+    const strokes = await boardView.locator('svg path').evaluateAll((paths) => paths.map((p) => p.getAttribute('stroke') ?? p.getAttribute('fill')))
+    assert.equal(strokes.length, moment.ids.length)
+    const authors = new Set(moment.ids.map((id) => (id === 's2' ? 'bo' : 'ada')))
+    assert.equal(new Set(strokes).size, authors.size)
+  }
+
+  // The rooms tab lists the live room with both writers' connections; it refreshes, so a
+  // third client shows up without a reload.
+  await page.getByRole('button', { name: 'Rooms', exact: true }).click()
+  const rooms = page.getByTestId('rooms')
+  await rooms.getByText('e2e-replay/board').waitFor()
+  await waitFor(async () => (await rooms.locator('tbody tr').count()) === 2, { message: 'two connections' })
+  await writer('e2e-replay', 'cy')
+  await waitFor(async () => (await rooms.locator('tbody tr').count()) === 3, { timeout: 15_000, message: 'a third connection' })
+  assert.deepEqual((await rooms.locator('tbody tr td:first-child').allTextContents()).sort(), ['ada', 'bo', 'cy'])
+  await ctx.close()
+})

@@ -1,0 +1,79 @@
+"""``inkroom admin export|import|history|compact`` on a real SQLite data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pycrdt import Doc, Map
+
+from collab.adapters.sql_store import SqlStore
+from collab.ports import DocumentName, StoredUpdate
+from server.db import make_engine, migrate
+
+from .test_cli import inkroom
+
+NAME = DocumentName("c1/board")
+
+
+def seed(data_dir: Path, n: int) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(f"sqlite:///{(data_dir / 'inkroom.db').resolve()}")
+    migrate(engine)
+    doc: Doc[Any] = Doc()
+    out: list[bytes] = []
+    doc.observe(lambda e: out.append(e.update))
+    shapes = doc.get("shapes", type=Map)
+    for i in range(n):
+        shapes[f"s{i}"] = i
+    now = datetime.now(UTC)
+    entries = [StoredUpdate(u, "ada" if i % 2 else "bo", now) for i, u in enumerate(out)]
+    asyncio.run(SqlStore(engine).append({NAME: entries}))
+    engine.dispose()
+
+
+def test_history_export_import_compact(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    seed(data, 30)
+    d = ["--data-dir", str(data)]
+    listed = inkroom("admin", "history", "c1/board", "--author", "ada", *d)
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert len(rows) == 15
+    assert {r[2] for r in rows} == {"ada"}
+    assert [int(r[0]) for r in rows] == list(range(2, 31, 2))
+    limited = inkroom("admin", "history", "c1/board", "--limit", "4", *d)
+    assert len(limited.stdout.splitlines()) == 4
+
+    as_json = inkroom("admin", "export", "c1/board", "--json", *d)
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["content"]["shapes"]["s29"] == 29
+    out = tmp_path / "board.yjs"
+    assert inkroom("admin", "export", "c1/board", "-o", str(out), *d).returncode == 0
+    imported = inkroom("admin", "import", "c2/board", str(out), *d)
+    assert imported.returncode == 0, imported.stderr
+    copy = json.loads(inkroom("admin", "export", "c2/board", "--json", *d).stdout)
+    assert copy["content"]["shapes"] == {f"s{i}": i for i in range(30)}
+    history = inkroom("admin", "history", "c2/board", *d).stdout.split("\t")
+    assert history[2] == "admin-cli"
+
+    assert inkroom("admin", "compact", "c1/board", *d).returncode == 0
+    again = json.loads(inkroom("admin", "export", "c1/board", "--json", *d).stdout)
+    assert again["content"]["shapes"] == copy["content"]["shapes"]
+
+
+def test_bad_input_is_one_plain_line(tmp_path: Path) -> None:
+    d = ["--data-dir", str(tmp_path / "data")]
+    bad = inkroom("admin", "history", "c1/a b", *d)
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == "inkroom admin history: invalid document name 'c1/a b'"
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\xff\xff\xff")
+    wrong = inkroom("admin", "import", "c1/board", str(junk), *d)
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip() == f"inkroom admin import: {junk} is not a Yjs update"
+    when = inkroom("admin", "history", "c1/board", "--since", "monday", *d)
+    assert when.stderr.strip() == "inkroom admin history: not an ISO 8601 time: 'monday'"
