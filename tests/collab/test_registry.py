@@ -147,7 +147,7 @@ async def test_two_registries_on_one_bus_fan_out_updates() -> None:
     store = MemoryStore()
     async with (
         Registry(store, bus) as node_a,
-        Registry(store, bus) as node_b,
+        Registry(store, bus.sibling()) as node_b,
         _stack() as stack,
     ):
         a = await ScriptedPeer(node_a, NAME, TUTOR).start(stack)
