@@ -34,7 +34,8 @@ class Kind(IntEnum):
     ``arg`` 1: the sender asks for everything it lacks *and* for the receivers' presence
     (a room that just loaded, or a node whose bus connection came back)."""
     DIFF = 3
-    """``payload``: an update with what ``target`` lacked (the answer to a STATE)."""
+    """``payload``: an update with what ``target`` lacked (the answer to a STATE); ``arg``
+    1: the sender had nothing unsaved of its own when it sent it."""
     SAVED = 4
     """``arg``: the sender's own updates up to this sequence number are in the store."""
     HEARTBEAT = 5

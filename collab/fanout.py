@@ -60,6 +60,10 @@ class FramedBus(ABC):
         self._gone: dict[NodeId, float] = {}
         self._control: ControlHandler | None = None
         self._m = metrics.BusMetrics(self.node_id)
+        # Tests cut a node off with :meth:`partition`: frames in and out are lost.
+        self.partitioned = False
+        # When this node last heard its own heartbeat come back (a live subscription).
+        self.echo_at = time.monotonic()
 
     # -- transport primitives ----------------------------------------------------------
 
@@ -79,7 +83,19 @@ class FramedBus(ABC):
 
     @property
     def connected(self) -> bool:
-        return True
+        return not self.partitioned
+
+    def partition(self) -> None:
+        """Cuts this node off the others (tests): like a lost connection to the broker."""
+        self.partitioned = True
+        self._m.connected.set(0)
+
+    def heal(self) -> None:
+        """Ends :meth:`partition`: every room catches up."""
+        self.partitioned = False
+        self._m.connected.set(1)
+        self._m.reconnects.inc()
+        self.resync()
 
     @property
     def peers(self) -> int:
@@ -133,6 +149,8 @@ class FramedBus(ABC):
             log.warning("bad bus frame dropped: %s", exc, extra={"channel": channel[:80]})
             return
         if frame.node == self.node_id:
+            if frame.kind is Kind.HEARTBEAT:
+                self.echo_at = time.monotonic()
             return
         node = NodeId(frame.node)
         self._m.frames_in(frame.kind)
@@ -231,8 +249,10 @@ class FramedBus(ABC):
 
 def _dispatch(listener: BusListener, node: NodeId, frame: Frame) -> None:
     kind = frame.kind
-    if kind is Kind.UPDATE or kind is Kind.DIFF:
-        listener.on_bus_update(node, frame.seq, frame.payload)
+    if kind is Kind.UPDATE:
+        listener.on_bus_update(node, frame.seq, frame.payload, False)
+    elif kind is Kind.DIFF:
+        listener.on_bus_update(node, frame.seq, frame.payload, frame.arg == 1)
     elif kind is Kind.AWARENESS:
         listener.on_bus_awareness(node, frame.payload)
     elif kind is Kind.STATE:
@@ -284,9 +304,9 @@ class BusSubscriptionImpl:
         self._bus._m.state_sent(flags)
         self._send_extra(Kind.STATE, to=to, arg=flags, payload=state_vector, extra=digest)
 
-    def send_diff(self, to: NodeId, update: bytes) -> None:
+    def send_diff(self, to: NodeId, update: bytes, *, durable: bool) -> None:
         self._bus._m.diff_sent()
-        self._send(Kind.DIFF, to=to, payload=update)
+        self._send(Kind.DIFF, to=to, arg=int(durable), payload=update)
 
     def publish_saved(self, seq: int) -> None:
         self._send(Kind.SAVED, arg=seq)

@@ -100,7 +100,6 @@ class LocalBus(FramedBus):
         super().__init__(node_id, heartbeat_interval=heartbeat_interval, node_timeout=node_timeout)
         self.broker = broker or LocalBroker()
         self.broker.nodes.append(self)
-        self.partitioned = False
 
     def sibling(self, **kwargs: Any) -> LocalBus:
         """Another node on the same broker."""
@@ -109,22 +108,6 @@ class LocalBus(FramedBus):
             heartbeat_interval=kwargs.get("heartbeat_interval", self.heartbeat_interval),
             node_timeout=kwargs.get("node_timeout", self.node_timeout),
         )
-
-    @property
-    def connected(self) -> bool:
-        return not self.partitioned
-
-    def partition(self) -> None:
-        """Cuts this node off the broker (tests): like a lost Redis connection."""
-        self.partitioned = True
-        self._m.connected.set(0)
-
-    def heal(self) -> None:
-        """Reconnects after :meth:`partition`: every room catches up."""
-        self.partitioned = False
-        self._m.connected.set(1)
-        self._m.reconnects.inc()
-        self.resync()
 
     def _transmit(self, channel: str, frame: bytes) -> None:
         if self.partitioned:

@@ -152,8 +152,9 @@ class BusListener(Protocol):
     drops what it raises).
     """
 
-    def on_bus_update(self, node: NodeId, seq: int, update: bytes) -> None:
-        """An update ``node`` applied (``seq`` is its frame number; DIFFs too)."""
+    def on_bus_update(self, node: NodeId, seq: int, update: bytes, durable: bool) -> None:
+        """An update ``node`` applied (``seq`` is its frame number; DIFFs too).
+        ``durable``: ``node`` had saved all of its own changes when it sent this."""
         ...
 
     def on_bus_awareness(self, node: NodeId, payload: bytes) -> None:
@@ -206,8 +207,8 @@ class BusSubscription(Protocol):
         """Announces this node's state (catch-up or anti-entropy)."""
         ...
 
-    def send_diff(self, to: NodeId, update: bytes) -> None:
-        """Sends ``to`` the update it lacks."""
+    def send_diff(self, to: NodeId, update: bytes, *, durable: bool) -> None:
+        """Sends ``to`` the update it lacks; ``durable``: this node has nothing unsaved."""
         ...
 
     def publish_saved(self, seq: int) -> None:

@@ -84,6 +84,9 @@ class Registry:
             out["saves_failing"] = sorted(self._saver.failing)
         if self.load_failures:
             out["loads_failing"] = sorted(self.load_failures)
+        if not self._bus.connected:
+            # Still serving its own clients; other nodes' changes arrive on reconnect.
+            out["bus"] = ["disconnected"]
         return out
 
     async def __aenter__(self) -> Registry:

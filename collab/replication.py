@@ -165,15 +165,17 @@ class Replicator(BusListener):
 
     # -- incoming (BusListener) ----------------------------------------------------------
 
-    def on_bus_update(self, node: NodeId, seq: int, update: bytes) -> None:
+    def on_bus_update(self, node: NodeId, seq: int, update: bytes, durable: bool) -> None:
         room = self._room
         if room is None:
-            self._hold("on_bus_update", node, seq, update)
+            self._hold("on_bus_update", node, seq, update, durable)
             return
         self._peer_heard = time.monotonic()
         if update == EMPTY_UPDATE:
             return
         room.apply_remote(update)
+        if durable:
+            return
         kept = self.unsaved.setdefault(node, [])
         kept.append((seq, update))
         if len(kept) > _UNSAVED_ENTRIES:
@@ -211,7 +213,8 @@ class Replicator(BusListener):
                 self._sub.publish_awareness(encode_entries(present), to=node)
         they_lack = any(c > theirs.get(k, 0) for k, c in mine.items())
         if they_lack or not same_deletes:
-            self._sub.send_diff(node, room.doc.get_update(state_vector))
+            diff = room.doc.get_update(state_vector)
+            self._sub.send_diff(node, diff, durable=room.journal.idle)
         we_lack = any(c > mine.get(k, 0) for k, c in theirs.items())
         if (we_lack or not same_deletes) and not flags & STATE_REPLY:
             # Answers never get answered with a state, only a diff: no ping-pong while an

@@ -12,14 +12,16 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from collab.adapters.sql_store import SqlStore
-from collab.memory import LocalBus
 from collab.registry import Registry
 
+from . import control
+from .bus import make_bus
 from .classroom import ClassroomHooks
 from .db import make_engine, migrate
 from .headers import SecurityHeaders
 from .routes.classroom import create_invite, spa_shell
 from .routes.collab import websocket_endpoint
+from .routes.control import publish_control
 from .routes.health import healthz, metrics, readyz
 from .settings import Settings
 from .state import AppState
@@ -36,13 +38,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
         engine = make_engine(settings.sql_url)
         migrate(engine)
         store = SqlStore(engine)
-        registry = Registry(store, LocalBus(), hooks=ClassroomHooks(), limits=settings.limits())
+        bus = make_bus(settings)
+        registry = Registry(store, bus, hooks=ClassroomHooks(), limits=settings.limits())
+        bus.on_control(control.applier(registry))
         try:
             async with registry:
                 state = AppState(settings, settings.signing_secret(), engine, registry)
                 app.state.inkroom = state
                 state.ready = True
-                log.info("inkroom ready", extra={"database": engine.url.render_as_string()})
+                log.info(
+                    "inkroom ready",
+                    extra={"database": engine.url.render_as_string(), "node": bus.node_id},
+                )
                 try:
                     yield
                 finally:
@@ -57,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", metrics),
         WebSocketRoute("/ws/{document:path}", websocket_endpoint),
         Route("/api/classrooms/{classroom}/invites", create_invite, methods=["POST"]),
+        Route("/api/control", publish_control, methods=["POST"]),
     ]
     static_dir = settings.static_dir
     if static_dir is not None and static_dir.is_dir():

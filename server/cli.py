@@ -20,6 +20,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             "data_dir": args.data_dir,
             "database_url": getattr(args, "database_url", None),
             "redis_url": getattr(args, "redis_url", None),
+            "node_id": getattr(args, "node_id", None),
             "static_dir": getattr(args, "static_dir", None),
         }.items()
         if v is not None
@@ -37,8 +38,6 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logs.configure(settings.log_level, json_lines=settings.log_json)
-    if settings.redis_url:
-        print("inkroom: --redis-url is not supported yet; running single-node", file=sys.stderr)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -86,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", type=Path)
     run.add_argument("--database-url")
     run.add_argument("--redis-url")
+    run.add_argument("--node-id")
     run.add_argument("--static-dir", type=Path)
     run.set_defaults(func=serve)
 

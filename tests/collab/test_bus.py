@@ -67,7 +67,7 @@ class Recorder(BusListener):
         self.events.append(event)
         self.changed.set()
 
-    def on_bus_update(self, node: NodeId, seq: int, update: bytes) -> None:
+    def on_bus_update(self, node: NodeId, seq: int, update: bytes, durable: bool) -> None:
         self._add("update", node, seq, update)
 
     def on_bus_awareness(self, node: NodeId, payload: bytes) -> None:
@@ -98,6 +98,7 @@ async def running(bus: Bus, stack: contextlib.AsyncExitStack) -> Bus:
             await task
 
     stack.push_async_callback(stop)
+    await eventually(lambda: bus.connected, deadline=5)
     return bus
 
 
@@ -121,7 +122,7 @@ async def test_frames_reach_other_nodes_never_their_sender(
     for sub in (sub_a, sub_b, sub_c):
         await sub.ready()
     assert sub_a.publish(b"u1") == 1
-    sub_a.send_diff(c.node_id, b"d1")
+    sub_a.send_diff(c.node_id, b"d1", durable=False)
     await eventually(lambda: len(got["c"].events) == 2, deadline=3)
     await eventually(lambda: len(got["b"].events) == 1, deadline=3)
     assert got["b"].events == [("update", a.node_id, 1, b"u1")]
@@ -162,6 +163,7 @@ async def test_nodes_are_gone_on_goodbye_or_silence(
     await a.subscribe(NAME, got).ready()
     b = cluster.node()
     b_task = asyncio.create_task(b.run())
+    await eventually(lambda: b.connected, deadline=5)
     sub_b = b.subscribe(NAME, Recorder())
     await sub_b.ready()
     sub_b.publish(b"hello")

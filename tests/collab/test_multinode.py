@@ -248,6 +248,7 @@ async def test_control_calls_end_matching_connections_on_every_node(cluster: Clu
         on_a = await ScriptedPeer(registries[0], NAME, student).start(st)
         on_b = await ScriptedPeer(registries[1], NAME, student).start(st)
         tutor = await ScriptedPeer(registries[1], NAME, TUTOR).start(st)
+        await eventually(lambda: all(r.bus.connected for r in registries), deadline=5)
         await registries[0].bus.publish_control(
             ControlCall(ControlKind.ACCESS_REVOKED, user="student-7", reason="lapsed")
         )
