@@ -270,6 +270,8 @@ class Registry:
 
     async def _flush_all(self) -> None:
         rooms = list(self._rooms.values())
+        for room in rooms:
+            room.replicator.keep_unsaved()
         try:
             async with asyncio.timeout(self.limits.shutdown_flush_timeout):
                 await self._saver.flush(retry=True)

@@ -257,14 +257,25 @@ class Replicator(BusListener):
         if accepted:
             room.broadcast_awareness_local(accepted)
 
+    def keep_unsaved(self) -> None:
+        """Journals every other node's unsaved updates (this node is stopping and cannot
+        tell whether those nodes are still alive to save them): a duplicate row is
+        harmless, a lost update is not."""
+        for node in list(self.unsaved):
+            self._keep(node)
+
     def on_node_gone(self, node: NodeId) -> None:
         room = self._room
         if room is None:
             self._hold("on_node_gone", node)
             return
         self._remove_remote([cid for cid, (n, _, _) in self.remote.items() if n == node])
+        self._keep(node)
+
+    def _keep(self, node: NodeId) -> None:
+        room = self._room
         kept = self.unsaved.pop(node, None)
-        if kept:
+        if kept and room is not None:
             # It may have died before saving these: they are ours to keep now.
             update = kept[0][1] if len(kept) == 1 else merge_updates(*(u for _, u in kept))
             room.journal.record(update, None)
@@ -282,6 +293,16 @@ class Replicator(BusListener):
             _, entry, _ = self.remote.pop(cid)
             removals.append(Entry(cid, entry.clock + 1, NULL_STATE))
         room.broadcast_awareness_local(removals)
+
+    def shadowed(self, entry: Entry) -> bool:
+        """Whether a local connection's ``entry`` only repeats another node's client.
+
+        The stock client relays every awareness change it hears, others' included; on one
+        node the owner's connection keeps the id, across nodes the id's owner is remote.
+        A relay carries the clock this node sent; the id's own client, having moved here,
+        renews with a newer one (or the old node's removal frees the id first)."""
+        held = self.remote.get(entry.client_id)
+        return held is not None and entry.clock <= held[1].clock
 
     def remote_snapshot(self) -> list[Entry]:
         return [entry for _, entry, _ in self.remote.values()]

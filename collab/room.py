@@ -148,7 +148,7 @@ class Room:
             entries = decode_entries(
                 message.payload, max_state_bytes=self._limits.max_awareness_state_bytes
             )
-            entries = [self._stamp(client, e) for e in entries]
+            entries = [self._stamp(client, e) for e in entries if not self.replicator.shadowed(e)]
             accepted = self.presence.apply(client, entries, user=client.peer.user_id)
             if accepted:
                 self._broadcast_awareness(accepted)

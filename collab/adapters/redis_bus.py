@@ -177,6 +177,8 @@ class RedisBus(FramedBus):
             socket_connect_timeout=2,
             socket_timeout=5,
             socket_keepalive=True,
+            # Named, so an operator (or a fault-injection test) can find this node's links.
+            client_name=f"{self._prefix}{self.node_id}",
         )
         pubsub = redis.pubsub()
         try:
