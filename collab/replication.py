@@ -54,6 +54,7 @@ class Replicator(BusListener):
         # room last announced: a quiet room nobody else holds announces nothing.
         self._peer_heard = -1e9
         self._announced_version = -1
+        self._ticks = 0
         self._limits = limits
         self._sub = bus.subscribe(name, self)
         self._room: Room | None = None
@@ -135,16 +136,19 @@ class Replicator(BusListener):
     def tick(self, now: float | None = None) -> None:
         """Anti-entropy round: announce the state (no ask), expire stale remote presence.
 
-        Skipped while no other node is alive, and for a room that did not change and heard
-        from no other node for a while (nobody else holds it: nothing to compare)."""
+        Skipped while no other node is alive; a room that did not change and heard from no
+        other node for a while announces only every tenth round (another node may hold
+        it, have lost everything this one sent, and be as quiet)."""
         now = time.monotonic() if now is None else now
         room = self._room
+        self._ticks += 1
         if (
             room is not None
             and self._bus.peers
             and (
                 room.version != self._announced_version
                 or now - self._peer_heard < 30 * self._limits.anti_entropy_interval
+                or self._ticks % 10 == 0
             )
         ):
             self.announce(0)
