@@ -239,11 +239,12 @@ class Registry:
         unloaded = []
         for name, room in list(self._rooms.items()):
             idle_since = self._idle_since.get(name)
-            if (
-                idle_since is not None
-                and now - idle_since >= self.limits.unload_grace
-                and room.journal.idle
-            ):
+            if idle_since is None or now - idle_since < self.limits.unload_grace:
+                continue
+            # Other nodes' updates not yet confirmed saved are written before the room
+            # goes (normally none are left this long after the last change).
+            room.replicator.keep_unsaved()
+            if room.journal.idle:
                 self._unload(room)
                 unloaded.append(name)
         return unloaded

@@ -245,7 +245,10 @@ class Replicator(BusListener):
         accepted = []
         for entry in entries:
             if room.presence.holds(entry.client_id):
-                continue  # one of this node's connections speaks for that id
+                # One of this node's connections speaks for that id now (its client moved
+                # here): the other node's word on it is stale.
+                self.remote.pop(entry.client_id, None)
+                continue
             current = self.remote.get(entry.client_id)
             if entry.removed:
                 if current is not None and current[0] == node:
@@ -284,7 +287,7 @@ class Replicator(BusListener):
             update = kept[0][1] if len(kept) == 1 else merge_updates(*(u for _, u in kept))
             room.journal.record(update, None)
             log.warning(
-                "keeping a gone node's unsaved updates",
+                "journaling another node's unsaved updates",
                 extra={"document": self.name, "peer": node, "updates": len(kept)},
             )
 
@@ -295,8 +298,10 @@ class Replicator(BusListener):
         removals = []
         for cid in client_ids:
             _, entry, _ = self.remote.pop(cid)
-            removals.append(Entry(cid, entry.clock + 1, NULL_STATE))
-        room.broadcast_awareness_local(removals)
+            if not room.presence.holds(cid):
+                removals.append(Entry(cid, entry.clock + 1, NULL_STATE))
+        if removals:
+            room.broadcast_awareness_local(removals)
 
     def shadowed(self, entry: Entry) -> bool:
         """Whether a local connection's ``entry`` only repeats another node's client.

@@ -256,3 +256,24 @@ async def test_control_calls_end_matching_connections_on_every_node(cluster: Clu
             code, reason = await asyncio.wait_for(peer.closed, 3)
             assert (code, reason) == (CloseCode.UNAUTHORIZED, "lapsed")
         assert not tutor.closed.done()
+
+
+async def test_a_client_that_moved_nodes_keeps_its_cursor_when_the_old_node_lets_go(
+    cluster: Cluster,
+) -> None:
+    store = MemoryStore()
+    async with nodes(cluster, store, FAST, FAST) as (a_node, b_node), AsyncExitStack() as st:
+        old = await ScriptedPeer(a_node, NAME, TUTOR).start(st)
+        watcher = await ScriptedPeer(b_node, NAME, TUTOR).start(st)
+        await old.say(101, 1, '{"cursor":[1,1]}')
+        await watcher.until(lambda: 101 in watcher.presence)
+        # A relay of what this node sent (same clock) is not a claim...
+        await watcher.say(101, 1, '{"cursor":[1,1]}')
+        # ...but the client itself, reconnected here, renews with a newer clock.
+        moved = await ScriptedPeer(b_node, NAME, TUTOR).start(st)
+        await moved.say(101, 2, '{"cursor":[2,2]}')
+        await watcher.until(lambda: watcher.presence.get(101) == '{"cursor":[2,2]}')
+        await old.stop()  # node A now says 101 is gone: it is not, it lives on node B
+        # Nothing reaches the watcher (nothing changed for it): poll the node's table.
+        await eventually(lambda: 101 not in b_node.rooms[NAME].replicator.remote, deadline=3)
+        assert watcher.presence.get(101) == '{"cursor":[2,2]}'
