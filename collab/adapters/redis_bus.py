@@ -43,6 +43,7 @@ _OUTBOX: Final = 50_000
 _BATCH: Final = 512
 _CONTROL_MAXLEN: Final = 10_000
 _BACKOFF_MAX: Final = 2.0
+_DEAD_GROUP_IDLE_MS: Final = 3_600_000
 
 
 class _Lost(Exception):
@@ -325,6 +326,20 @@ class RedisBus(FramedBus):
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        await self._forget_dead_groups(redis)
+
+    async def _forget_dead_groups(self, redis: Redis) -> None:
+        """Destroys the groups of nodes that died without saying goodbye (kill -9): every
+        consumer idle for an hour. Bounded: at most 100 groups looked at per connection."""
+        groups: Any = await redis.xinfo_groups(self._control_key)
+        for group in groups[:100]:
+            name = group["name"].decode() if isinstance(group["name"], bytes) else group["name"]
+            if name == self._group or not name.startswith("node:"):
+                continue
+            consumers: Any = await redis.xinfo_consumers(self._control_key, name)
+            if consumers and min(int(c["idle"]) for c in consumers) > _DEAD_GROUP_IDLE_MS:
+                await redis.xgroup_destroy(self._control_key, name)
+                log.info("forgot a dead node's control group", extra={"group": name})
 
     async def _read_control(self, redis: Redis) -> None:
         # Entries delivered before a disconnect but never acknowledged come first ("0"),
