@@ -85,6 +85,9 @@ class Recorder(BusListener):
     def on_node_gone(self, node: NodeId) -> None:
         self._add("gone", node)
 
+    def updates(self) -> list[tuple[Any, ...]]:
+        return [e for e in self.events if e[0] == "update"]
+
     def kinds(self) -> list[str]:
         return [e[0] for e in self.events]
 
@@ -123,17 +126,18 @@ async def test_frames_reach_other_nodes_never_their_sender(
         await sub.ready()
     assert sub_a.publish(b"u1") == 1
     sub_a.send_diff(c.node_id, b"d1", durable=False)
-    await eventually(lambda: len(got["c"].events) == 2, deadline=3)
-    await eventually(lambda: len(got["b"].events) == 1, deadline=3)
-    assert got["b"].events == [("update", a.node_id, 1, b"u1")]
-    assert got["c"].events == [("update", a.node_id, 1, b"u1"), ("update", a.node_id, 2, b"d1")]
-    assert got["a"].events == []
-    assert other.events == []
+    # Only the data frames: a loaded machine may also show a node briefly gone and back.
+    await eventually(lambda: len(got["c"].updates()) == 2, deadline=3)
+    await eventually(lambda: len(got["b"].updates()) == 1, deadline=3)
+    assert got["b"].updates() == [("update", a.node_id, 1, b"u1")]
+    assert got["c"].updates() == [("update", a.node_id, 1, b"u1"), ("update", a.node_id, 2, b"d1")]
+    assert got["a"].updates() == []
+    assert other.updates() == []
     sub_b.close()
     sub_b.close()
     sub_a.publish(b"u2")
-    await eventually(lambda: len(got["c"].events) == 3, deadline=3)
-    assert len(got["b"].events) == 1
+    await eventually(lambda: len(got["c"].updates()) == 3, deadline=3)
+    assert len(got["b"].updates()) == 1
 
 
 @pytest.mark.anyio
