@@ -141,9 +141,13 @@ function percentile (p) {
 }
 
 class Room {
-  constructor (name, url, readers) {
+  constructor (name, url, readers, readerUrl) {
     this.name = name
     this.url = url
+    // Readers may sit on another node than the writer, each with a URL (a token, a user)
+    // of its own (bench/multinode.py).
+    this.readerUrls = readerUrl ?? [url]
+    this.nextReader = 0
     this.nReaders = readers
     this.sendTimes = [] // per batch sequence number
     this.acks = [] // readers that have batch s
@@ -177,7 +181,9 @@ class Client {
 
   connect () {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(this.room.url, { perMessageDeflate: false })
+      const urls = this.room.readerUrls
+      const url = this.role === 'writer' ? this.room.url : urls[this.room.nextReader++ % urls.length]
+      const ws = new WebSocket(url, { perMessageDeflate: false })
       this.ws = ws
       ws.binaryType = 'nodebuffer'
       this.onSynced = resolve
@@ -305,7 +311,7 @@ async function connectAll (clients, concurrency) {
 }
 
 async function main () {
-  const rooms = cfg.rooms.map((r) => new Room(r.name, r.url, cfg.readers))
+  const rooms = cfg.rooms.map((r) => new Room(r.name, r.url, cfg.readers, r.reader_urls))
   const all = []
   for (const room of rooms) {
     room.writer = new Writer(room)
@@ -325,7 +331,7 @@ async function main () {
   clearTimeout(deadline)
   log(`${all.length} clients synced in ${(performance.now() - tConnect).toFixed(0)} ms`)
 
-  const pids = descendants(cfg.server_pid)
+  const pids = [].concat(cfg.server_pid).flatMap((pid) => descendants(pid))
   await sleep(200)
 
   rooms.forEach((room, i) => {

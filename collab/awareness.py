@@ -174,6 +174,10 @@ class Presence:
         """Every present (non-removed) state, for a late joiner or a query."""
         return [e for e in self._entries.values() if not e.removed]
 
+    def holds(self, client_id: int) -> bool:
+        """Whether a connection currently speaks for ``client_id``."""
+        return client_id in self._owner_of
+
     def owned_by(self, owner: object) -> list[int]:
         return [cid for cid, o in self._owner_of.items() if o is owner]
 

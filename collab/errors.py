@@ -20,6 +20,7 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
     TRY_AGAIN_LATER = 1013
     UNAUTHORIZED = 4401
     FORBIDDEN = 4403
@@ -97,3 +98,17 @@ class QuotaExceeded(CollabError):
     """One namespace (a classroom) holds its share of this node's documents."""
 
     close_code = CloseCode.TOO_MANY
+
+
+class BusUnavailable(CollabError):
+    """The bus could not take a message that must reach every node (a control call)."""
+
+    close_code = CloseCode.TRY_AGAIN_LATER
+
+
+class ConnectionEnded(CollabError):
+    """A control call ended this connection (staff action, classroom closed, access revoked)."""
+
+    def __init__(self, message: str, code: CloseCode) -> None:
+        super().__init__(message)
+        self.close_code = code

@@ -40,7 +40,12 @@ class Journal:
         self.name = name
         self._on_dirty = on_dirty
         self._pending: list[StoredUpdate] = []
+        # The bus sequence number each pending update was published with (0: none).
+        self._seqs: list[int] = []
         self._in_flight = 0
+        # Called after each write with the highest sequence number written and whether
+        # nothing is left pending (the room tells the other nodes it is saved).
+        self.on_written: Callable[[int, bool], None] | None = None
         self.tail_updates = tail_updates
         self.tail_bytes = tail_bytes
 
@@ -52,8 +57,9 @@ class Journal:
     def pending(self) -> int:
         return len(self._pending)
 
-    def record(self, update: bytes, author: str | None) -> None:
+    def record(self, update: bytes, author: str | None, seq: int = 0) -> None:
         self._pending.append(StoredUpdate(update, author, datetime.now(UTC)))
+        self._seqs.append(seq)
         self._on_dirty(self)
 
     def take(self) -> list[StoredUpdate]:
@@ -63,9 +69,12 @@ class Journal:
 
     def written(self) -> None:
         batch, self._pending = self._pending[: self._in_flight], self._pending[self._in_flight :]
+        seqs, self._seqs = self._seqs[: self._in_flight], self._seqs[self._in_flight :]
         self._in_flight = 0
         self.tail_updates += len(batch)
         self.tail_bytes += sum(len(u.data) for u in batch)
+        if self.on_written is not None:
+            self.on_written(max(seqs, default=0), not self._pending)
 
     def needs_compaction(self, limits: Limits) -> bool:
         return (

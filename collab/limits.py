@@ -50,5 +50,14 @@ class Limits:
     compact_after_bytes: int = 1024 * 1024
     # An empty room stays loaded this long, so a reconnecting phone does not reload it.
     unload_grace: float = 30.0
+    # Multi-node: every this many seconds each room announces its state vector (diffs are
+    # sent only on a mismatch): the backstop for a lost last frame.
+    anti_entropy_interval: float = 2.0
+    # Wait this long for a document's channel subscription before loading it anyway.
+    bus_ready_timeout: float = 2.0
+    # Other nodes' presence entries not renewed for this long are dropped (clients renew
+    # every 15 s), and at most this many are kept per room.
+    remote_presence_ttl: float = 45.0
+    max_remote_presence: int = 4096
     # Deadline for the final flush when the node shuts down.
     shutdown_flush_timeout: float = 10.0

@@ -5,19 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from .compaction import fold
+from .errors import BusUnavailable
+from .fanout import NODES_CHANNEL, FramedBus
 from .history import as_utc, check_limit, contributions_of, page_of, replay
 from .ports import (
-    BusHandler,
     Contribution,
+    ControlCall,
     Disconnected,
     DocumentName,
     HistoryEntry,
     HistoryPage,
     LoadedDocument,
+    NodeId,
     PastState,
     StoredUpdate,
 )
@@ -95,51 +99,106 @@ class MemoryStore:
         return PastState(upto, replay(snapshot, [u.data for u in log[start:upto]]))
 
 
-class LocalBus:
-    """A :class:`~collab.ports.Bus` between registries of one process.
+class LocalBroker:
+    """What Redis is to real nodes, for nodes in one process: channels of frames.
 
-    With one registry (the embedded default) nothing is delivered: there is no other node.
-    Several registries sharing one ``LocalBus`` behave like nodes sharing Redis.
+    ``drop`` (tests) decides, for each frame on its way to one receiving node, whether it
+    is lost, as Redis pub/sub may lose it.
     """
 
     def __init__(self) -> None:
-        self._channels: dict[str, list[_LocalSubscription]] = defaultdict(list)
+        self._channels: dict[str, list[LocalBus]] = defaultdict(list)
+        self.nodes: list[LocalBus] = []
+        self.drop: Callable[[str, bytes, LocalBus], bool] | None = None
 
-    def subscribe(self, name: DocumentName, handler: BusHandler) -> _LocalSubscription:
-        subscription = _LocalSubscription(self._channels, name, handler)
-        self._channels[name].append(subscription)
-        return subscription
-
-
-class _LocalSubscription:
-    def __init__(
-        self, channels: dict[str, list[_LocalSubscription]], name: str, handler: BusHandler
-    ) -> None:
-        self._channels = channels
-        self._name = name
-        self._handler = handler
-
-    def publish(self, update: bytes) -> None:
-        others = [s for s in self._channels.get(self._name, ()) if s is not self]
-        if not others:
+    def send(self, sender: LocalBus, channel: str, frame: bytes) -> None:
+        receivers = [b for b in self._channels.get(channel, ()) if b is not sender]
+        if not receivers:
             return
         loop = asyncio.get_running_loop()
-        for subscriber in others:
-            # Delivered on a later loop turn, like a message from another node.
-            loop.call_soon(subscriber._deliver, update)
+        for bus in receivers:
+            if not bus.partitioned and not (self.drop and self.drop(channel, frame, bus)):
+                # Delivered on a later loop turn, like a message from another node.
+                loop.call_soon(bus._arrive, channel, frame)
 
-    def _deliver(self, update: bytes) -> None:
+    def join(self, bus: LocalBus, channel: str) -> None:
+        if bus not in self._channels[channel]:
+            self._channels[channel].append(bus)
+
+    def leave(self, bus: LocalBus, channel: str) -> None:
+        members = self._channels.get(channel)
+        if members and bus in members:
+            members.remove(bus)
+            if not members:
+                del self._channels[channel]
+
+
+class LocalBus(FramedBus):
+    """A :class:`~collab.ports.Bus` node on an in-process :class:`LocalBroker`.
+
+    With one node (the embedded default) nothing is delivered: there is no other node.
+    Nodes made with :meth:`sibling` share a broker and behave like nodes sharing Redis;
+    :attr:`partitioned` cuts one off (frames in and out are lost) until it is healed.
+    """
+
+    def __init__(
+        self,
+        broker: LocalBroker | None = None,
+        *,
+        node_id: NodeId | None = None,
+        heartbeat_interval: float = 0.5,
+        node_timeout: float = 2.0,
+    ) -> None:
+        super().__init__(node_id, heartbeat_interval=heartbeat_interval, node_timeout=node_timeout)
+        self.broker = broker or LocalBroker()
+        self.broker.nodes.append(self)
+
+    def sibling(self, **kwargs: Any) -> LocalBus:
+        """Another node on the same broker."""
+        return LocalBus(
+            self.broker,
+            heartbeat_interval=kwargs.get("heartbeat_interval", self.heartbeat_interval),
+            node_timeout=kwargs.get("node_timeout", self.node_timeout),
+        )
+
+    def _transmit(self, channel: str, frame: bytes) -> None:
+        if self.partitioned:
+            self._m.dropped("disconnected")
+            return
+        self.broker.send(self, channel, frame)
+
+    def _arrive(self, channel: str, frame: bytes) -> None:
+        if not self.partitioned:
+            self.receive(channel, frame)
+
+    def _join(self, channel: str) -> None:
+        self.broker.join(self, channel)
+
+    def _leave(self, channel: str) -> None:
+        self.broker.leave(self, channel)
+
+    async def publish_control(self, call: ControlCall) -> None:
+        """Delivers to every node of the broker, this one included, on a later turn.
+
+        Raises:
+            BusUnavailable: this node is partitioned.
+        """
+        if self.partitioned:
+            raise BusUnavailable("bus is disconnected")
+        loop = asyncio.get_running_loop()
+        for node in self.broker.nodes:
+            loop.call_soon(node._deliver_control, call)
+
+    async def run(self) -> None:
+        self._join(NODES_CHANNEL)
         try:
-            self._handler(update)
-        except Exception:
-            log.exception("bus handler failed")
-
-    def close(self) -> None:
-        subscribers = self._channels.get(self._name)
-        if subscribers and self in subscribers:
-            subscribers.remove(self)
-            if not subscribers:
-                del self._channels[self._name]
+            await self._beat_forever()
+        finally:
+            if not self.partitioned:
+                self.goodbye()
+            self._leave(NODES_CHANNEL)
+            if self in self.broker.nodes:
+                self.broker.nodes.remove(self)
 
 
 class PipeConnection:

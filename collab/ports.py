@@ -218,15 +218,77 @@ class Refused:
 Judgement = Verdict | Sanitized | Refused
 
 
-BusHandler = Callable[[bytes], None]
+NodeId = NewType("NodeId", str)
+
+
+class BusListener(Protocol):
+    """What a document's subscriber hears from the other nodes holding the document.
+
+    Called on the loop, never concurrently; a listener must not raise (the bus logs and
+    drops what it raises).
+    """
+
+    def on_bus_update(self, node: NodeId, seq: int, update: bytes, durable: bool) -> None:
+        """An update ``node`` applied (``seq`` is its frame number; DIFFs too).
+        ``durable``: ``node`` had saved all of its own changes when it sent this."""
+        ...
+
+    def on_bus_awareness(self, node: NodeId, payload: bytes) -> None:
+        """Awareness entries of ``node``'s own clients."""
+        ...
+
+    def on_bus_state(self, node: NodeId, state_vector: bytes, digest: bytes, flags: int) -> None:
+        """``node``'s state vector and delete-set digest: answer with what it lacks.
+        ``flags``: bit 0, it has just (re)joined and also wants this node's presence;
+        bit 1, it is itself an answer (answer it with a diff at most, never a state)."""
+        ...
+
+    def on_bus_saved(self, node: NodeId, seq: int) -> None:
+        """``node``'s own updates up to frame ``seq`` are in the store."""
+        ...
+
+    def on_bus_lost(self) -> None:
+        """Frames may have been lost (a sequence gap, a reconnect): catch up."""
+        ...
+
+    def on_node_gone(self, node: NodeId) -> None:
+        """``node`` left or stopped answering: drop its presence, and keep what it had not
+        yet saved."""
+        ...
 
 
 class BusSubscription(Protocol):
-    """One room's membership of a document's channel."""
+    """One room's membership of a document's channel. Sends never block and never raise:
+    with the bus down they are dropped (and counted), and catch-up repairs it later."""
 
-    def publish(self, update: bytes) -> None:
-        """Sends an update to every other subscriber (never back to this one); never
-        blocks, never raises."""
+    seq: int
+    """The sequence number of the last frame this subscription sent."""
+
+    async def ready(self) -> None:
+        """Returns once frames published from now on will reach this subscription (or the
+        bus is down: catch-up on reconnect covers that case)."""
+        ...
+
+    def publish(self, update: bytes) -> int:
+        """Sends an update to every other node; returns the frame's sequence number."""
+        ...
+
+    def publish_awareness(self, payload: bytes, *, to: NodeId | None = None) -> None:
+        """Sends awareness entries of this node's clients (to one node, or to all)."""
+        ...
+
+    def publish_state(
+        self, state_vector: bytes, digest: bytes, *, flags: int, to: NodeId | None = None
+    ) -> None:
+        """Announces this node's state (catch-up or anti-entropy)."""
+        ...
+
+    def send_diff(self, to: NodeId, update: bytes, *, durable: bool) -> None:
+        """Sends ``to`` the update it lacks; ``durable``: this node has nothing unsaved."""
+        ...
+
+    def publish_saved(self, seq: int) -> None:
+        """Tells the others this node's updates up to ``seq`` are durable."""
         ...
 
     def close(self) -> None:
@@ -234,11 +296,63 @@ class BusSubscription(Protocol):
         ...
 
 
-class Bus(Protocol):
-    """Fan-out of document updates between server nodes (at-most-once delivery)."""
+class ControlKind(Enum):
+    END_USER = "end_user"
+    END_CLASSROOM = "end_classroom"
+    ACCESS_REVOKED = "access_revoked"
 
-    def subscribe(self, name: DocumentName, handler: BusHandler) -> BusSubscription:
-        """Registers ``handler`` for updates the other subscribers publish."""
+
+@dataclass(frozen=True, slots=True)
+class ControlCall:
+    """An event every node must apply at least once: end the matching connections.
+
+    ``user`` and ``classroom`` select connections (both: that user in that classroom).
+    """
+
+    kind: ControlKind
+    user: str | None = None
+    classroom: str | None = None
+    reason: str = ""
+
+
+ControlHandler = Callable[[ControlCall], None]
+
+
+class Bus(Protocol):
+    """Fan-out between server nodes: document updates (at-most-once, repaired by catch-up
+    and anti-entropy), presence, node liveness, and control calls (at-least-once)."""
+
+    node_id: NodeId
+
+    @property
+    def connected(self) -> bool:
+        """Whether frames currently reach the other nodes."""
+        ...
+
+    @property
+    def peers(self) -> int:
+        """How many other nodes were heard from recently."""
+        ...
+
+    def subscribe(self, name: DocumentName, listener: BusListener) -> BusSubscription:
+        """Joins ``name``'s channel; frames the other nodes send reach ``listener``."""
+        ...
+
+    def on_control(self, handler: ControlHandler) -> None:
+        """Registers the handler control calls are delivered to (on every node)."""
+        ...
+
+    async def publish_control(self, call: ControlCall) -> None:
+        """Publishes a control call to every node, this one included.
+
+        Raises:
+            BusUnavailable: the call could not be recorded.
+        """
+        ...
+
+    async def run(self) -> None:
+        """Keeps the node connected (heartbeats, liveness of peers, reconnects) until
+        cancelled; on cancellation says goodbye so peers drop this node's presence."""
         ...
 
 

@@ -6,16 +6,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
 from . import metrics
 from .budgets import UserBudgets
-from .errors import NodeFull, QuotaExceeded, RoomUnavailable
+from .errors import CollabError, NodeFull, QuotaExceeded, RoomUnavailable
 from .journal import Journal, Saver
 from .limits import Limits
-from .ports import Bus, DefaultHooks, DocumentName, Hooks, Store
+from .ports import Bus, DefaultHooks, DocumentName, Hooks, Peer, Store
+from .replication import Replicator
 from .room import Room
 
 log = logging.getLogger("inkroom.collab.registry")
@@ -59,6 +60,23 @@ class Registry:
     def rooms(self) -> dict[DocumentName, Room]:
         return self._rooms
 
+    @property
+    def bus(self) -> Bus:
+        return self._bus
+
+    def end_connections(
+        self, match: Callable[[DocumentName, Peer], bool], error: CollabError
+    ) -> int:
+        """Closes every connection of this node ``match`` selects with ``error``'s close
+        code; returns how many."""
+        ended = 0
+        for room in list(self._rooms.values()):
+            for client in list(room.clients.values()):
+                if match(room.name, client.peer):
+                    client.fail(error)
+                    ended += 1
+        return ended
+
     def degraded(self) -> dict[str, list[str]]:
         """Documents this node cannot save or load right now, by problem."""
         out: dict[str, list[str]] = {}
@@ -66,6 +84,9 @@ class Registry:
             out["saves_failing"] = sorted(self._saver.failing)
         if self.load_failures:
             out["loads_failing"] = sorted(self.load_failures)
+        if not self._bus.connected:
+            # Still serving its own clients; other nodes' changes arrive on reconnect.
+            out["bus"] = ["disconnected"]
         return out
 
     async def save_now(self) -> None:
@@ -78,6 +99,8 @@ class Registry:
         await self._tg.__aenter__()
         self._tasks.add(self._tg.create_task(self._reap_forever(), name="registry-reaper"))
         self._tasks.add(self._tg.create_task(self._saver.run(), name="registry-saver"))
+        self._tasks.add(self._tg.create_task(self._bus.run(), name="registry-bus"))
+        self._tasks.add(self._tg.create_task(self._anti_entropy_forever(), name="anti-entropy"))
         return self
 
     async def __aexit__(
@@ -154,7 +177,19 @@ class Registry:
 
     async def _load(self, name: DocumentName, future: asyncio.Future[Room]) -> None:
         started = time.perf_counter()
+        replicator: Replicator | None = None
         try:
+            # Subscribed before loading: whatever another node publishes from now on is
+            # held until the room exists, and the catch-up after the load fetches the
+            # rest (updates applied elsewhere but not yet saved).
+            replicator = Replicator(name, self._bus, self.limits)
+            try:
+                async with asyncio.timeout(self.limits.bus_ready_timeout):
+                    await replicator.ready()
+            except TimeoutError:
+                log.warning(
+                    "bus subscription not confirmed; loading anyway", extra={"document": name}
+                )
             loaded = await self._store.load(name)
             doc = loaded.to_doc()
             journal = Journal(
@@ -169,12 +204,15 @@ class Registry:
                 limits=self.limits,
                 hooks=self._hooks,
                 journal=journal,
-                bus=self._bus,
+                replicator=replicator,
                 size=len(loaded.snapshot or b"") + loaded.tail_bytes,
                 authored=list(zip(loaded.tail, loaded.tail_authors, strict=False)),
             )
             self._hooks.on_room_loaded(room)
+            replicator.attach(room)
         except Exception:
+            if replicator is not None:
+                replicator.close()
             self.load_failures[name] = self.load_failures.get(name, 0) + 1
             metrics.FAILING_DOCUMENTS.set(len(self.load_failures) + len(self._saver.failing))
             log.exception(
@@ -207,11 +245,12 @@ class Registry:
         unloaded = []
         for name, room in list(self._rooms.items()):
             idle_since = self._idle_since.get(name)
-            if (
-                idle_since is not None
-                and now - idle_since >= self.limits.unload_grace
-                and room.journal.idle
-            ):
+            if idle_since is None or now - idle_since < self.limits.unload_grace:
+                continue
+            # Other nodes' updates not yet confirmed saved are written before the room
+            # goes (normally none are left this long after the last change).
+            room.replicator.keep_unsaved()
+            if room.journal.idle:
                 self._unload(room)
                 unloaded.append(name)
         return unloaded
@@ -226,8 +265,20 @@ class Registry:
         metrics.ROOMS.set(len(self._rooms))
         log.info("document unloaded", extra={"document": room.name})
 
+    async def _anti_entropy_forever(self) -> None:
+        interval = self.limits.anti_entropy_interval
+        while True:
+            await asyncio.sleep(interval)
+            for room in list(self._rooms.values()):
+                try:
+                    room.replicator.tick()
+                except Exception:
+                    log.exception("anti-entropy failed", extra={"document": room.name})
+
     async def _flush_all(self) -> None:
         rooms = list(self._rooms.values())
+        for room in rooms:
+            room.replicator.keep_unsaved()
         try:
             async with asyncio.timeout(self.limits.shutdown_flush_timeout):
                 await self._saver.flush(retry=True)

@@ -17,7 +17,7 @@ from .errors import DocumentTooLarge, InvalidUpdate, RoomFull
 from .index import DocumentIndex
 from .journal import Journal
 from .limits import Limits
-from .ports import Bus, DocumentName, Hooks, Peer, Refused, Sanitized, Verdict
+from .ports import DocumentName, Hooks, Peer, Refused, Sanitized, Verdict
 from .protocol import (
     EMPTY_UPDATE,
     AwarenessMessage,
@@ -29,6 +29,7 @@ from .protocol import (
     decode,
     encode_update,
 )
+from .replication import Replicator
 from .updates import decode_state_vector, parse
 
 log = logging.getLogger("inkroom.collab.room")
@@ -65,7 +66,7 @@ class Room:
         limits: Limits,
         hooks: Hooks,
         journal: Journal,
-        bus: Bus,
+        replicator: Replicator,
         size: int = 0,
         authored: Sequence[tuple[bytes, str | None]] = (),
     ) -> None:
@@ -79,6 +80,8 @@ class Room:
         # Bytes of every update integrated since the last load: an upper bound of the
         # encoded document (merging only shrinks it), cheap to keep per update.
         self.size = size
+        # Bumped on every change: caches keyed on the document's content check it.
+        self.version = 0
         self.clients: dict[int, Client] = {}
         self.presence = Presence(
             max_ids_per_owner=limits.max_awareness_ids_per_connection,
@@ -91,7 +94,8 @@ class Room:
         self._outgoing: list[tuple[Origin, bytes]] = []
         self._flush_scheduled = False
         self._subscription = doc.observe(self._on_change)
-        self._bus = bus.subscribe(name, self._on_bus_update)
+        self.replicator = replicator
+        journal.on_written = self._on_written
 
     def __repr__(self) -> str:
         return f"Room({self.name!r}, clients={len(self.clients)})"
@@ -113,7 +117,7 @@ class Room:
         )
         self.clients[client.id] = client
         client.send(bytes(SyncStep1(self.doc.get_state())))
-        present = self.presence.snapshot()
+        present = self.presence.snapshot() + self.replicator.remote_snapshot()
         if present:
             client.send(bytes(AwarenessMessage(encode_entries(present))))
         return client
@@ -126,6 +130,7 @@ class Room:
         removals = self.presence.drop_owner(client)
         if removals:
             self._broadcast_awareness(removals)
+            self.replicator.publish_awareness(removals)
 
     # -- incoming --------------------------------------------------------------------
 
@@ -143,7 +148,7 @@ class Room:
             entries = decode_entries(
                 message.payload, max_state_bytes=self._limits.max_awareness_state_bytes
             )
-            entries = [self._stamp(client, e) for e in entries]
+            entries = [self._stamp(client, e) for e in entries if not self.replicator.shadowed(e)]
             accepted = self.presence.apply(client, entries, user=client.peer.user_id)
             if accepted:
                 # The stock client's awareness id is its document client id: whoever
@@ -154,6 +159,7 @@ class Room:
                     if not entry.removed:
                         owners.setdefault(entry.client_id, client.peer.user_id)
                 self._broadcast_awareness(accepted)
+                self.replicator.publish_awareness(accepted)
         elif isinstance(message, SyncStep1):
             if client.sync_reply_pending:
                 # A reply to an earlier SyncStep1 is still queued: it holds everything this
@@ -166,7 +172,8 @@ class Room:
                 raise InvalidUpdate("corrupt state vector") from exc
             client.send(bytes(SyncStep2(update)), sync_reply=True)
         elif isinstance(message, QueryAwareness):
-            client.send(bytes(AwarenessMessage(encode_entries(self.presence.snapshot()))))
+            present = self.presence.snapshot() + self.replicator.remote_snapshot()
+            client.send(bytes(AwarenessMessage(encode_entries(present))))
         # PermissionDenied from a client carries nothing the server acts on.
 
     def _stamp(self, client: Client, entry: Entry) -> Entry:
@@ -221,7 +228,9 @@ class Room:
                 extra={"document": self.name, "user": client.peer.user_id},
             )
 
-    def _on_bus_update(self, update: bytes) -> None:
+    def apply_remote(self, update: bytes) -> None:
+        """Applies an update another node sent: broadcast here, neither journaled (its node
+        does that) nor published again."""
         self._origin = BUS
         try:
             self.doc.apply_update(update)
@@ -237,6 +246,7 @@ class Room:
         if update == EMPTY_UPDATE:
             return
         self.size += len(update)
+        self.version += 1
         origin = self._origin
         author = origin.peer.user_id if isinstance(origin, Client) else None
         try:
@@ -244,8 +254,7 @@ class Room:
         except InvalidUpdate:  # yrs wrote it; a parse failure here is our bug, not input
             log.exception("index could not read an applied update", extra={"document": self.name})
         if origin is not BUS:
-            self.journal.record(update, author)
-            self._bus.publish(update)
+            self.journal.record(update, author, self.replicator.publish(update))
         self._outgoing.append((origin, update))
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -276,6 +285,14 @@ class Room:
             metrics.BYTES_OUT.inc(sent * len(message))
             start = end
 
+    def _on_written(self, seq: int, idle: bool) -> None:
+        # Everything this node published before now is saved when nothing is pending.
+        self.replicator.saved(self.replicator.last_seq if idle else seq)
+
+    def broadcast_awareness_local(self, entries: list[Entry]) -> None:
+        """Sends other nodes' presence changes to this room's clients."""
+        self._broadcast_awareness(entries)
+
     def _broadcast_awareness(self, entries: list[Entry]) -> None:
         # Echoed to the sender too, as the reference server does: the stock client counts
         # any incoming message as proof of life and reconnects after 30 s of silence.
@@ -287,7 +304,7 @@ class Room:
 
     def close(self) -> None:
         """Detaches observers; the registry calls this once the journal is idle."""
-        self._bus.close()
+        self.replicator.close()
         self.doc.unobserve(self._subscription)
         for client in list(self.clients.values()):
             client.finish()

@@ -11,12 +11,13 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from collab.adapters.sql_store import SqlStore
-from collab.memory import LocalBus
 from collab.registry import Registry
 from sfu.call import SfuConfig
 from sfu.service import Sfu
 
+from . import control
 from .billing_gate import billing_lifespan
+from .bus import make_bus
 from .call_policy import CallPolicyFeed
 from .classroom import ClassroomHooks
 from .db import make_engine, migrate
@@ -27,6 +28,7 @@ from .routes.admin import admin_routes
 from .routes.billing import billing_routes
 from .routes.client import ClientFiles, client_dir, shell
 from .routes.collab import websocket_endpoint
+from .routes.control import publish_control
 from .routes.health import healthz, metrics, readyz
 from .routes.replay import replay_routes
 from .routes.sfu import sfu_endpoint
@@ -46,7 +48,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         engine = make_engine(settings.sql_url)
         migrate(engine)
         store = SqlStore(engine)
-        registry = Registry(store, LocalBus(), hooks=ClassroomHooks(), limits=settings.limits())
+        bus = make_bus(settings)
+        registry = Registry(store, bus, hooks=ClassroomHooks(), limits=settings.limits())
+        bus.on_control(control.applier(registry))
         try:
             # The SFU closes its calls before the registry flushes and unloads rooms.
             sfu_config = SfuConfig(loopback_only=settings.sfu_loopback_only)
@@ -63,7 +67,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 log.info(
                     "inkroom ready on %s",
                     settings.public_url or f"http://{settings.host}:{settings.port}/",
-                    extra={"database": engine.url.render_as_string()},
+                    extra={"database": engine.url.render_as_string(), "node": bus.node_id},
                 )
                 try:
                     yield
@@ -121,4 +125,5 @@ def api_routes() -> list[Route]:
         Route("/api/invites/{code}", c.revoke_invite, methods=["DELETE"]),
         Route("/api/join/{code}", c.invite_info),
         Route("/api/join/{code}", c.join, methods=["POST"]),
+        Route("/api/control", publish_control, methods=["POST"]),
     ]

@@ -37,6 +37,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             "data_dir": getattr(args, "data_dir", None),
             "database_url": getattr(args, "database_url", None),
             "redis_url": getattr(args, "redis_url", None),
+            "node_id": getattr(args, "node_id", None),
             "static_dir": getattr(args, "static_dir", None),
             "public_url": getattr(args, "public_url", None),
         }.items()
@@ -154,8 +155,6 @@ def serve(args: argparse.Namespace) -> int:
     except StartupError as exc:
         sock.close()
         return _fail("serve", str(exc))
-    if settings.redis_url:
-        print("inkroom: --redis-url is not supported yet; running single-node", file=sys.stderr)
     if client_dir(settings.static_dir) is None:
         print("inkroom: no web client in this installation (see scripts/frontend)", file=sys.stderr)
     config = uvicorn.Config(
@@ -315,7 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, help="port to listen on (default 8000; env INKROOM_PORT)")
     _common(run)
     run.add_argument(
-        "--redis-url", metavar="URL", help="reserved for multi-node; not supported yet"
+        "--redis-url",
+        metavar="URL",
+        help="redis://... to run as one of several nodes (docs/deploy.md; env INKROOM_REDIS_URL)",
+    )
+    run.add_argument(
+        "--node-id",
+        metavar="ID",
+        help="this node's id on the bus (default: generated; env INKROOM_NODE_ID)",
     )
     run.add_argument(
         "--static-dir",

@@ -6,11 +6,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 
 from collab.adapters.sql_store import configure_sqlite
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# PostgreSQL advisory lock key held while migrating: nodes starting together take turns.
+MIGRATION_LOCK = 0x1A7C_0011
 
 
 def make_engine(url: str) -> Engine:
@@ -24,9 +26,16 @@ def make_engine(url: str) -> Engine:
 
 
 def migrate(engine: Engine) -> None:
-    """Brings the schema to the newest revision (idempotent)."""
+    """Brings the schema to the newest revision (idempotent).
+
+    On PostgreSQL the whole upgrade runs under a transaction-scoped advisory lock, so
+    nodes starting at once migrate one after the other (the later ones find nothing to
+    do) instead of racing to create the same tables.
+    """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

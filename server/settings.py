@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     turn_ttl: int = 6 * 3600
     # Call media on 127.0.0.1 only (tests, a single machine): see SfuConfig.loopback_only.
     sfu_loopback_only: bool = False
+    # Multi-node (with --redis-url): channel and key prefix, this node's id (default: a
+    # random one per start), liveness, anti-entropy, and a fault-injection knob for tests.
+    redis_prefix: str = "inkroom"
+    node_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    heartbeat_interval: float = 1.0
+    node_timeout: float = 3.0
+    anti_entropy_interval: float = 2.0
+    bus_drop_rate: float = Field(default=0.0, ge=0.0, le=1.0)
 
     @property
     def sql_url(self) -> str:
@@ -93,6 +101,7 @@ class Settings(BaseSettings):
             save_debounce=self.save_debounce,
             save_max_delay=self.save_max_delay,
             compact_after_updates=self.compact_after_updates,
+            anti_entropy_interval=self.anti_entropy_interval,
         )
 
     @property

@@ -197,6 +197,16 @@ class InkroomServer:
             await process.aclose()
         return graceful
 
+    async def kill(self) -> None:
+        """SIGKILL: no drain, no flush, no goodbye on the bus."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        with anyio.CancelScope(shield=True):
+            process.kill()
+            await process.wait()
+            await process.aclose()
+
     async def restart(self) -> bool:
         """Stops with SIGTERM and starts again on the same port and data dir."""
         graceful = await self.stop()

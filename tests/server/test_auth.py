@@ -49,16 +49,18 @@ def test_observer_peer_is_read_only() -> None:
             "token expired",
         ),
         (
-            jwt.encode({"sub": "u", "cls": "c1", "role": "king", "exp": time.time() + 600}, SECRET),
+            jwt.encode(
+                {"sub": "u", "cls": "c1", "role": "king", "exp": time.time() + 3600}, SECRET
+            ),
             "unknown role",
         ),
         (
-            jwt.encode({"sub": "u", "cls": "c1", "exp": time.time() + 600}, SECRET),
+            jwt.encode({"sub": "u", "cls": "c1", "exp": time.time() + 3600}, SECRET),
             "invalid token (MissingRequiredClaimError)",
         ),
         (
             jwt.encode(
-                {"sub": "u", "cls": "c1", "role": "tutor", "exp": time.time() + 600},
+                {"sub": "u", "cls": "c1", "role": "tutor", "exp": time.time() + 3600},
                 SECRET,
                 algorithm="HS512",
             ),
@@ -74,7 +76,7 @@ def test_bad_tokens_are_refused_with_a_reason(token: str | None, reason: str) ->
 
 def test_unsigned_token_is_refused() -> None:
     unsigned = jwt.encode(
-        {"sub": "u", "cls": "c1", "role": "admin", "exp": time.time() + 600},
+        {"sub": "u", "cls": "c1", "role": "admin", "exp": time.time() + 3600},
         None,  # type: ignore[arg-type]  # typed strictly since cryptography (aiortc) is installed
         algorithm="none",
     )
