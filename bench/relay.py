@@ -167,7 +167,9 @@ class Server:
     port: int
     workdir: Path
     proc: subprocess.Popen[bytes] | None = None
-    tokens: dict[str, str] = field(default_factory=dict)
+    # Per room: the writer's token, then one per reader (each connection its own user:
+    # the server allows 16 connections per user, docs/security.md).
+    tokens: dict[str, list[str]] = field(default_factory=dict)
 
     def start(self) -> None:
         env = dict(os.environ)
@@ -206,17 +208,19 @@ class Server:
         if self.proc is not None:
             _kill(self.proc)
 
-    def issue_tokens(self, rooms: Sequence[str]) -> None:
-        """Inkroom tokens, made by ``python -c`` calling ``server.auth.issue`` (TUTOR role)."""
+    def issue_tokens(self, rooms: Sequence[str], readers: int) -> None:
+        """Inkroom tokens, made by ``python -c`` calling ``server.auth.issue`` (TUTOR role):
+        per room one for the writer and one per reader, each a user of its own."""
         if self.kind != INKROOM:
             return
         code = (
             "import json, sys; from server.auth import Role, issue; "
-            "print(json.dumps({r: issue(sys.argv[1], classroom=r, role=Role.TUTOR, "
-            "user_id='u', ttl=3600) for r in sys.argv[2:]}))"
+            "n = int(sys.argv[2]); "
+            "print(json.dumps({r: [issue(sys.argv[1], classroom=r, role=Role.TUTOR, "
+            "user_id=f'u{i}', ttl=3600) for i in range(n + 1)] for r in sys.argv[3:]}))"
         )
         out = subprocess.run(
-            [sys.executable, "-c", code, SECRET, *rooms],
+            [sys.executable, "-c", code, SECRET, str(readers), *rooms],
             cwd=ROOT,
             check=True,
             capture_output=True,
@@ -224,10 +228,16 @@ class Server:
         ).stdout
         self.tokens.update(json.loads(out))
 
-    def url(self, room: str) -> str:
+    def url(self, room: str, connection: int = 0) -> str:
         if self.kind == INKROOM:
-            return f"ws://{HOST}:{self.port}/ws/{room}?token={self.tokens[room]}"
+            return f"ws://{HOST}:{self.port}/ws/{room}?token={self.tokens[room][connection]}"
         return f"ws://{HOST}:{self.port}/{room}"
+
+    def room_config(self, room: str, readers: int) -> dict[str, Any]:
+        config: dict[str, Any] = {"name": room, "url": self.url(room)}
+        if self.kind == INKROOM:
+            config["reader_urls"] = [self.url(room, i + 1) for i in range(readers)]
+        return config
 
     def log_tail(self, lines: int = 20) -> str:
         path = self.workdir / f"{self.kind}.log"
@@ -272,8 +282,8 @@ def run_case(
                 stderr=subprocess.DEVNULL,
             )
         names = [f"r{round_no}-{case.name}-{i:02d}" for i in range(case.rooms)]
-        server.issue_tokens(names)
-        rooms = [{"name": name, "url": server.url(name)} for name in names]
+        server.issue_tokens(names, case.readers)
+        rooms = [server.room_config(name, case.readers) for name in names]
         config = {
             "rooms": rooms,
             "readers": case.readers,
