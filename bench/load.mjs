@@ -28,7 +28,9 @@ import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
 
-const cfg = JSON.parse(process.argv[2])
+// The config is JSON, inline or as @file (30 rooms of per-connection tokens exceed argv).
+const arg = process.argv[2]
+const cfg = JSON.parse(arg.startsWith('@') ? fs.readFileSync(arg.slice(1), 'utf8') : arg)
 const ITEMS = cfg.items ?? 8 // integers per update, the first is the sequence number
 const CLK_TCK = cfg.clk_tck ?? 100
 const HIST_RES_MS = 0.01 // latency histogram bucket

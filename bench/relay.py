@@ -217,7 +217,7 @@ class Server:
             "import json, sys; from server.auth import Role, issue; "
             "n = int(sys.argv[2]); "
             "print(json.dumps({r: [issue(sys.argv[1], classroom=r, role=Role.TUTOR, "
-            "user_id=f'u{i}', ttl=3600) for i in range(n + 1)] for r in sys.argv[3:]}))"
+            "user_id=f'{r}-u{i}', ttl=3600) for i in range(n + 1)] for r in sys.argv[3:]}))"
         )
         out = subprocess.run(
             [sys.executable, "-c", code, SECRET, str(readers), *rooms],
@@ -298,8 +298,10 @@ def run_case(
             "server_pid": server.proc.pid,
             "clk_tck": os.sysconf("SC_CLK_TCK"),
         }
+        config_path = workdir / "load.json"
+        config_path.write_text(json.dumps(config))
         load = _spawn(
-            ["node", str(LOAD), json.dumps(config)],
+            ["node", str(LOAD), f"@{config_path}"],
             dict(os.environ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
