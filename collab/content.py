@@ -12,13 +12,13 @@ as one more update; nothing is rewritten, so nobody's history diverges.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from typing import Any
 
 from pycrdt import Array, Doc, Map, Text
 
 from .errors import InvalidUpdate
-from .updates import EMBED, FORMAT, STRING, Struct, parse
+from .index import DocumentIndex
+from .updates import EMBED, FORMAT, STRING, parse
 
 Shared = Map[Any] | Array[Any] | Text
 _KINDS: dict[str, type[Shared]] = {"map": Map, "array": Array, "text": Text}
@@ -32,58 +32,21 @@ def root_kinds(doc: Doc[Any]) -> dict[str, str]:
     """
     kinds: dict[str, str] = {name: "map" for name in doc.keys()}  # noqa: SIM118 - a view
     try:
-        update = parse(doc.get_update())
+        update = parse(doc.get_update(), values=False)
     except InvalidUpdate:  # yrs wrote it; fall back to maps rather than fail a read
         return kinds
-    items = [s for s in update.structs() if s.is_item]
-    starts: dict[int, list[int]] = {}
-    by_start: dict[tuple[int, int], Struct] = {}
-    for s in items:
-        starts.setdefault(s.client, []).append(s.clock)
-        by_start[(s.client, s.clock)] = s
-    for clocks in starts.values():
-        clocks.sort()
-
-    def holder(item: tuple[int, int]) -> Struct | None:
-        clocks = starts.get(item[0])
-        if not clocks:
-            return None
-        i = bisect_right(clocks, item[1]) - 1
-        found = by_start[(item[0], clocks[i])] if i >= 0 else None
-        return found if found is not None and item[1] < found.clock + found.length else None
-
-    resolved: dict[tuple[int, int], str | None] = {}
-
-    def root_of(s: Struct) -> str | None:
-        seen: list[tuple[int, int]] = []
-        current: Struct | None = s
-        answer: str | None = None
-        while current is not None:
-            key = (current.client, current.clock)
-            if key in resolved:
-                answer = resolved[key]
-                break
-            if key in seen:  # a cycle would be corrupt input: give up on this chain
-                break
-            seen.append(key)
-            if current.parent_root is not None or current.parent_item is not None:
-                answer = current.parent_root
-                break
-            neighbour = current.origin or current.right_origin
-            current = holder(neighbour) if neighbour is not None else None
-        for key in seen:
-            resolved[key] = answer
-        return answer
-
+    # The index follows origins to each item's place, as the write policy does.
+    places = DocumentIndex().resolve(update)
     texts: set[str] = set()
     maps: set[str] = set()
     used: set[str] = set()
-    for s in items:
-        root = root_of(s)
-        if root is None:
+    for s in update.structs():
+        place = places.get((s.client, s.clock))
+        if not s.is_item or place is None or place[2] != 1:
             continue
+        root, key, _ = place
         used.add(root)
-        if s.parent_sub is not None:
+        if key is not None:
             maps.add(root)
         elif s.ref in (STRING, FORMAT, EMBED):
             texts.add(root)

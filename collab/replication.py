@@ -123,7 +123,7 @@ class Replicator(BusListener):
         assert room is not None
         if self._digest is not None and self._digest[0] == room.version:
             return self._digest[1]
-        deletes = parse(room.doc.get_update(room.doc.get_state())).deletes
+        deletes = parse(room.doc.get_update(room.doc.get_state()), values=False).deletes
         h = hashlib.blake2b(digest_size=12)
         for client in sorted(deletes):
             h.update(client.to_bytes(8, "little"))

@@ -250,7 +250,7 @@ class Room:
         origin = self._origin
         author = origin.peer.user_id if isinstance(origin, Client) else None
         try:
-            self.index.integrate(parse(update), author)
+            self.index.integrate(parse(update, values=False), author)
         except InvalidUpdate:  # yrs wrote it; a parse failure here is our bug, not input
             log.exception("index could not read an applied update", extra={"document": self.name})
         if origin is not BUS:
@@ -317,14 +317,14 @@ def _build_index(
     policy reads them), owners from the authored log entries still in the tail."""
     index = DocumentIndex(places=detailed)
     if detailed:
-        index.integrate(parse(doc.get_update()), None)
+        index.integrate(parse(doc.get_update(), values=False), None)
     else:
         index.sv = decode_state_vector(doc.get_state())
     for data, author in authored:
         if author is None:
             continue
         try:
-            clients = {client for client, _, _ in parse(data).groups}
+            clients = {client for client, _, _ in parse(data, values=False).groups}
         except InvalidUpdate:
             continue
         for client in clients:

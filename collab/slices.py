@@ -13,8 +13,8 @@ whose origin or parent is in a later slice waits in the receiver's pending set u
 comes (Yjs and yrs both retry pending structs on every update).
 
 Slices are produced lazily: the first leaves after reading its own bytes, not the whole
-update, and reading skims (it decodes no values), since the update comes from the
-server's own document, not from a client.
+update, and reading skims (:class:`~collab.updates.Structs` without values: the update
+comes from the server's own document, not from a client).
 """
 
 from __future__ import annotations
@@ -23,13 +23,10 @@ from collections.abc import Iterator
 
 from pycrdt import write_var_uint
 
-from .errors import InvalidUpdate
-from .updates import ANY, BINARY, DELETED, DOC, EMBED, FORMAT, GC, JSON, SKIP, STRING, TYPE
+from .updates import Structs
 
 # Per-group header: struct count, client id (up to 8 bytes each as varUints) and clock.
 _GROUP_HEADER_BYTES = 24
-_XML_ELEMENT = 3
-_XML_HOOK = 5
 _EMPTY_DELETE_SET = b"\x00"
 
 
@@ -54,33 +51,29 @@ def iter_slices(update: bytes, max_bytes: int) -> Iterator[bytes]:
     if len(update) <= max_bytes:
         yield update
         return
-    scan = _Scan(update)
+    structs = Structs(update, values=False)
     # (client, first clock, [(start, end) of each struct]) per group of the slice
     groups: list[tuple[int, int, list[tuple[int, int]]]] = []
+    run: list[tuple[int, int]] = []
+    client = run_clock = 0
     size = 1
-    for _ in range(scan.var_uint()):
-        n = scan.var_uint()
-        client = scan.var_uint()
-        clock = scan.var_uint()
-        run: list[tuple[int, int]] = []
-        run_clock = clock
-        size += _GROUP_HEADER_BYTES
-        for _ in range(n):
-            start = scan.pos
-            length = scan.struct()
-            end = scan.pos
-            if size + end - start > max_bytes and (run or groups):
-                if run:
-                    groups.append((client, run_clock, run))
-                yield _encode(update, groups, _EMPTY_DELETE_SET)
-                groups, run, size = [], [], 1 + _GROUP_HEADER_BYTES
-                run_clock = clock
-            run.append((start, end))
-            size += end - start
-            clock += length
-        if run:
-            groups.append((client, run_clock, run))
-    deletes = update[scan.pos :] or _EMPTY_DELETE_SET
+    for s in structs:
+        if s.first:
+            if run:
+                groups.append((client, run_clock, run))
+            client, run_clock, run = s.client, s.clock, []
+            size += _GROUP_HEADER_BYTES
+        if size + s.end - s.start > max_bytes and (run or groups):
+            if run:
+                groups.append((client, run_clock, run))
+            yield _encode(update, groups, _EMPTY_DELETE_SET)
+            groups, run, size = [], [], 1 + _GROUP_HEADER_BYTES
+            run_clock = s.clock
+        run.append((s.start, s.end))
+        size += s.end - s.start
+    if run:
+        groups.append((client, run_clock, run))
+    deletes = update[structs.end :] or _EMPTY_DELETE_SET
     if deletes == _EMPTY_DELETE_SET:
         if groups:
             yield _encode(update, groups, deletes)
@@ -104,133 +97,3 @@ def _encode(
         parts.append(data[structs[0][0] : structs[-1][1]])
     parts.append(deletes)
     return b"".join(parts)
-
-
-class _Scan:
-    """Finds struct boundaries and clock lengths without decoding any value."""
-
-    __slots__ = ("buf", "pos")
-
-    def __init__(self, buf: bytes) -> None:
-        self.buf = buf
-        self.pos = 0
-
-    def var_uint(self) -> int:
-        buf, pos = self.buf, self.pos
-        value = shift = 0
-        try:
-            while True:
-                b = buf[pos]
-                pos += 1
-                value |= (b & 0x7F) << shift
-                if b < 0x80:
-                    break
-                shift += 7
-        except IndexError:
-            raise InvalidUpdate("truncated update: unterminated varUint") from None
-        self.pos = pos
-        return value
-
-    def skip_var(self) -> None:
-        buf, pos = self.buf, self.pos
-        try:
-            while buf[pos] & 0x80:
-                pos += 1
-        except IndexError:
-            raise InvalidUpdate("truncated update: unterminated varInt") from None
-        self.pos = pos + 1
-
-    def skip(self, n: int) -> None:
-        self.pos += n
-        if self.pos > len(self.buf):
-            raise InvalidUpdate("truncated update")
-
-    def buffer(self) -> None:
-        self.skip(self.var_uint())
-
-    def struct(self) -> int:
-        """Skips one struct; returns its length in clock units."""
-        if self.pos >= len(self.buf):
-            raise InvalidUpdate("truncated update")
-        info = self.buf[self.pos]
-        self.pos += 1
-        ref = info & 0x1F
-        if ref in (GC, SKIP):
-            return self.var_uint()
-        if info & 0x80:
-            self.skip_var()
-            self.skip_var()
-        if info & 0x40:
-            self.skip_var()
-            self.skip_var()
-        if not info & 0xC0:
-            if self.var_uint() == 1:
-                self.buffer()
-            else:
-                self.skip_var()
-                self.skip_var()
-            if info & 0x20:
-                self.buffer()
-        return self.content(ref)
-
-    def content(self, ref: int) -> int:
-        if ref == ANY:
-            n = self.var_uint()
-            for _ in range(n):
-                self.any()
-            return n
-        if ref == STRING:
-            length = self.var_uint()
-            text = self.buf[self.pos : self.pos + length]
-            self.skip(length)
-            if text.isascii():
-                return length
-            return len(text.decode("utf-8").encode("utf-16-le")) // 2
-        if ref == DELETED:
-            return self.var_uint()
-        if ref == JSON:
-            n = self.var_uint()
-            for _ in range(n):
-                self.buffer()
-            return n
-        if ref in (BINARY, EMBED):
-            self.buffer()
-            return 1
-        if ref == FORMAT:
-            self.buffer()
-            self.buffer()
-            return 1
-        if ref == TYPE:
-            if self.var_uint() in (_XML_ELEMENT, _XML_HOOK):
-                self.buffer()
-            return 1
-        if ref == DOC:
-            self.buffer()
-            self.any()
-            return 1
-        raise InvalidUpdate(f"unknown content type {ref}")
-
-    def any(self, depth: int = 0) -> None:
-        if depth > 64:
-            raise InvalidUpdate("value nested too deeply")
-        if self.pos >= len(self.buf):
-            raise InvalidUpdate("truncated update")
-        tag = self.buf[self.pos]
-        self.pos += 1
-        if tag == 125:
-            self.skip_var()
-        elif tag == 119 or tag == 116:
-            self.buffer()
-        elif tag == 123 or tag == 122:
-            self.skip(8)
-        elif tag == 124:
-            self.skip(4)
-        elif tag == 118:
-            for _ in range(self.var_uint()):
-                self.buffer()  # key
-                self.any(depth + 1)
-        elif tag == 117:
-            for _ in range(self.var_uint()):
-                self.any(depth + 1)
-        elif tag not in (120, 121, 126, 127):
-            raise InvalidUpdate(f"unknown value tag {tag}")

@@ -17,7 +17,7 @@ Format: ``structs`` then ``delete set``, as written by Yjs ``writeStructs`` /
 from __future__ import annotations
 
 import struct as _struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -64,6 +64,8 @@ class Struct:
     start: int = 0
     content_start: int = 0
     end: int = 0
+    # The first struct of its client's group (the group header names its clock).
+    first: bool = False
 
     @property
     def is_item(self) -> bool:
@@ -205,8 +207,9 @@ def _utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def _content(r: _Reader, ref: int, s: Struct) -> int:
-    """Reads an item's content; returns its length in clock units."""
+def _content(r: _Reader, ref: int, s: Struct, values: bool) -> int:
+    """Reads an item's content; returns its length in clock units. ``ContentAny`` values
+    are decoded into ``s.values`` only with ``values``; otherwise they are skipped."""
     if ref == DELETED:
         return r.var_uint()
     if ref == JSON:
@@ -233,7 +236,11 @@ def _content(r: _Reader, ref: int, s: Struct) -> int:
         return 1
     if ref == ANY:
         n = r.count()
-        s.values = [r.any() for _ in range(n)]
+        if values:
+            s.values = [r.any() for _ in range(n)]
+        else:
+            for _ in range(n):
+                r.any()
         return n
     if ref == DOC:
         r.buffer()
@@ -242,49 +249,70 @@ def _content(r: _Reader, ref: int, s: Struct) -> int:
     raise InvalidUpdate(f"unknown content type {ref}")
 
 
-def parse(data: bytes) -> Update:
-    """Reads a v1 update without applying it.
+class Structs:
+    """The structs of a v1 update, read lazily in order; once exhausted, :attr:`end` is
+    where the delete set starts. Bounded like every read here.
+
+    Raises (while iterating):
+        InvalidUpdate: truncated, over-long or unknown content.
+    """
+
+    def __init__(self, data: bytes, *, values: bool = True) -> None:
+        self._r = _Reader(data)
+        self._values = values
+        self.end = 0
+
+    def __iter__(self) -> Iterator[Struct]:
+        r, values = self._r, self._values
+        for _ in range(r.count(3)):
+            n = r.count()
+            client = r.var_uint()
+            clock = r.var_uint()
+            for i in range(n):
+                start = r.pos
+                info = r.u8()
+                ref = info & 0x1F
+                s = Struct(client, clock, 0, ref, start=start, first=i == 0)
+                if ref in (GC, SKIP):
+                    s.length = r.var_uint()
+                else:
+                    if info & 0x80:
+                        s.origin = r.id()
+                    if info & 0x40:
+                        s.right_origin = r.id()
+                    if not info & 0xC0:
+                        if r.var_uint() == 1:
+                            s.parent_root = r.string()
+                        else:
+                            s.parent_item = r.id()
+                        if info & 0x20:
+                            s.parent_sub = r.string()
+                    s.content_start = r.pos
+                    s.length = _content(r, ref, s, values)
+                if s.length <= 0:
+                    raise InvalidUpdate("struct of zero length")
+                s.end = r.pos
+                clock += s.length
+                if clock > _MAX_CLOCK:
+                    raise InvalidUpdate("clock beyond 2^53")
+                yield s
+        self.end = r.pos
+
+
+def parse(data: bytes, *, values: bool = True) -> Update:
+    """Reads a v1 update without applying it. Without ``values``, ``ContentAny`` values
+    are skipped rather than decoded (enough for positions, lengths and places).
 
     Raises:
         InvalidUpdate: truncated, over-long, unknown content, or trailing bytes.
     """
-    r = _Reader(data)
+    structs = Structs(data, values=values)
     groups: list[tuple[int, int, list[Struct]]] = []
-    for _ in range(r.count(3)):
-        n = r.count()
-        client = r.var_uint()
-        clock = r.var_uint()
-        first = clock
-        group: list[Struct] = []
-        for _ in range(n):
-            start = r.pos
-            info = r.u8()
-            ref = info & 0x1F
-            s = Struct(client, clock, 0, ref, start=start)
-            if ref in (GC, SKIP):
-                s.length = r.var_uint()
-            else:
-                if info & 0x80:
-                    s.origin = r.id()
-                if info & 0x40:
-                    s.right_origin = r.id()
-                if not info & 0xC0:
-                    if r.var_uint() == 1:
-                        s.parent_root = r.string()
-                    else:
-                        s.parent_item = r.id()
-                    if info & 0x20:
-                        s.parent_sub = r.string()
-                s.content_start = r.pos
-                s.length = _content(r, ref, s)
-            if s.length <= 0:
-                raise InvalidUpdate("struct of zero length")
-            s.end = r.pos
-            clock += s.length
-            if clock > _MAX_CLOCK:
-                raise InvalidUpdate("clock beyond 2^53")
-            group.append(s)
-        groups.append((client, first, group))
+    for s in structs:
+        if s.first:
+            groups.append((s.client, s.clock, []))
+        groups[-1][2].append(s)
+    r = structs._r
     deletes: dict[int, list[tuple[int, int]]] = {}
     for _ in range(r.count(2)):
         client = r.var_uint()

@@ -286,9 +286,10 @@ class ClassroomHooks:
             return Verdict.REJECT
         if peer.role in STAFF:
             return Verdict.ALLOW
-        parsed = parse(update)
         if room.name.endswith(CLASS_SUFFIX):
-            return judge_class(parsed, room.index, peer)
+            # Only the classroom policy reads values (chat lines, hands).
+            return judge_class(parse(update), room.index, peer)
+        parsed = parse(update, values=False)
         class_name = class_document(room.name)
         if class_name is None:
             return judge_other(parsed, room.index, peer.user_id)
