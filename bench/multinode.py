@@ -48,6 +48,8 @@ from bench.relay import (
     _load_avg,
     _spawn,
     _wait_listening,
+    issue_tokens,
+    load_argument,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,25 +90,6 @@ def _node(workdir: Path, name: str, redis_url: str | None, prefix: str) -> tuple
     return proc, port
 
 
-def _tokens(rooms: Sequence[str], users: int) -> dict[str, list[str]]:
-    """``users`` tokens per room, one user each (a user may hold 16 connections)."""
-    code = (
-        "import json, sys; from server.auth import Role, issue; "
-        "n = int(sys.argv[2]); "
-        "print(json.dumps({r: [issue(sys.argv[1], classroom=r, role=Role.TUTOR, "
-        "user_id=f'u{i}', ttl=3600) for i in range(n)] for r in sys.argv[3:]}))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, SECRET, str(users), *rooms],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    ).stdout
-    tokens: dict[str, list[str]] = json.loads(out)
-    return tokens
-
-
 def run(layout: str, case: Case, timing: Timing, round_no: int, redis_url: str) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"mn-{layout}-", dir=WORK))
     prefix = f"bench-{secrets.token_hex(4)}"
@@ -121,7 +104,7 @@ def run(layout: str, case: Case, timing: Timing, round_no: int, redis_url: str) 
             proc_b, port_b = _node(workdir, "b", redis_url, prefix)
             procs.append(proc_b)
         names = [f"r{round_no}-{case.name}-{i:02d}" for i in range(case.rooms)]
-        tokens = _tokens(names, case.readers + 1)
+        tokens = issue_tokens(names, case.readers + 1)
         rooms = [
             {
                 "name": n,
@@ -146,7 +129,7 @@ def run(layout: str, case: Case, timing: Timing, round_no: int, redis_url: str) 
         }
         before = _publishes(redis_url) if two else 0
         load = _spawn(
-            ["node", str(LOAD), json.dumps(config)],
+            ["node", str(LOAD), load_argument(workdir, config)],
             dict(os.environ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -209,24 +209,8 @@ class Server:
             _kill(self.proc)
 
     def issue_tokens(self, rooms: Sequence[str], readers: int) -> None:
-        """Inkroom tokens, made by ``python -c`` calling ``server.auth.issue`` (TUTOR role):
-        per room one for the writer and one per reader, each a user of its own."""
-        if self.kind != INKROOM:
-            return
-        code = (
-            "import json, sys; from server.auth import Role, issue; "
-            "n = int(sys.argv[2]); "
-            "print(json.dumps({r: [issue(sys.argv[1], classroom=r, role=Role.TUTOR, "
-            "user_id=f'{r}-u{i}', ttl=3600) for i in range(n + 1)] for r in sys.argv[3:]}))"
-        )
-        out = subprocess.run(
-            [sys.executable, "-c", code, SECRET, str(readers), *rooms],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            timeout=60,
-        ).stdout
-        self.tokens.update(json.loads(out))
+        if self.kind == INKROOM:
+            self.tokens.update(issue_tokens(rooms, readers + 1))
 
     def url(self, room: str, connection: int = 0) -> str:
         if self.kind == INKROOM:
@@ -244,6 +228,34 @@ class Server:
         if not path.exists():
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def issue_tokens(rooms: Sequence[str], per_room: int) -> dict[str, list[str]]:
+    """Inkroom tokens, made by ``python -c`` calling ``server.auth.issue`` (TUTOR role):
+    ``per_room`` per room, each its own user (the server allows 16 connections per user)."""
+    code = (
+        "import json, sys; from server.auth import Role, issue; "
+        "n = int(sys.argv[2]); "
+        "print(json.dumps({r: [issue(sys.argv[1], classroom=r, role=Role.TUTOR, "
+        "user_id=f'{r}-u{i}', ttl=3600) for i in range(n)] for r in sys.argv[3:]}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, SECRET, str(per_room), *rooms],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    ).stdout
+    tokens: dict[str, list[str]] = json.loads(out)
+    return tokens
+
+
+def load_argument(workdir: Path, config: dict[str, Any]) -> str:
+    """The load generator's argument: its config as ``@file`` (per-connection tokens for
+    30 rooms exceed what a command line holds)."""
+    path = workdir / "load.json"
+    path.write_text(json.dumps(config))
+    return f"@{path}"
 
 
 def run_case(
@@ -298,10 +310,8 @@ def run_case(
             "server_pid": server.proc.pid,
             "clk_tck": os.sysconf("SC_CLK_TCK"),
         }
-        config_path = workdir / "load.json"
-        config_path.write_text(json.dumps(config))
         load = _spawn(
-            ["node", str(LOAD), f"@{config_path}"],
+            ["node", str(LOAD), load_argument(workdir, config)],
             dict(os.environ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -214,6 +214,8 @@ class Registry:
             if replicator is not None:
                 replicator.close()
             self.load_failures[name] = self.load_failures.get(name, 0) + 1
+            if len(self.load_failures) > _MAX_TRACKED_FAILURES:  # names are client-chosen
+                del self.load_failures[next(iter(self.load_failures))]
             metrics.FAILING_DOCUMENTS.set(len(self.load_failures) + len(self._saver.failing))
             log.exception(
                 "document load failed",
@@ -287,6 +289,9 @@ class Registry:
         lost = sum(r.journal.pending for r in rooms)
         if lost:
             log.error("unsaved updates at shutdown", extra={"updates": lost})
+
+
+_MAX_TRACKED_FAILURES = 1000
 
 
 def _namespace(name: str) -> str:

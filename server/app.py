@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     yield
                 finally:
                     state.ready = False
+                    await state.connections.aclose()
         finally:
             engine.dispose()
             log.info("inkroom stopped")

@@ -90,10 +90,10 @@ class Connections:
             address=getattr(connection, "address", ""),
             since=time.time(),
         )
-        loop = asyncio.get_running_loop()
-        delay = claims.expires_at - time.time()
-        entry.timer = loop.call_later(max(0.0, delay), self._expire, entry)
         visit = await self._visit_opened(entry)
+        # Armed only once nothing can be cancelled before the ``finally`` that disarms it.
+        delay = claims.expires_at - time.time()
+        entry.timer = asyncio.get_running_loop().call_later(max(0.0, delay), self._expire, entry)
         self._open[entry.id] = entry
         try:
             yield
@@ -139,9 +139,17 @@ class Connections:
         self._spawn(self._end([entry], 4401, EXPIRED))
 
     def _spawn(self, coro: Any) -> None:
+        # Owned here: :meth:`aclose` (the app lifespan) cancels and awaits what is left.
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        """Cancels the closing tasks still running and waits for them (shutdown)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _end(self, entries: list[_Open], code: int, reason: str) -> int:
         todo = [e for e in entries if not e.ended]
