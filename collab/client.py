@@ -11,6 +11,7 @@ from typing import Final
 
 from . import metrics
 from .errors import CollabError, SlowConsumer
+from .fullstate import SyncReply
 from .ports import Connection, Peer
 from .protocol import SyncStep2, decode, encode_update
 from .slices import iter_slices
@@ -56,13 +57,13 @@ class Client:
     def __init__(self, peer: Peer, *, outbox_limit: int, outbox_bytes: int = 1 << 62) -> None:
         self.id = next(_ids)
         self.peer = peer
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[bytes | SyncReply] = deque()
         self.slice_bytes = SYNC_SLICE_BYTES
         self._limit = outbox_limit
         self._limit_bytes = outbox_bytes
         self._queued_bytes = 0
         # The queued full-state reply (SyncStep2), if any: at most one per client.
-        self._sync_reply: bytes | None = None
+        self._sync_reply: bytes | SyncReply | None = None
         self._wake = asyncio.Event()
         self._failure: CollabError | None = None
         self._failed = asyncio.Event()
@@ -125,11 +126,33 @@ class Client:
                 )
             )
             return False
+        if sync_reply and len(message) > self.slice_bytes:
+            sliced = decode(message)
+            assert isinstance(sliced, SyncStep2)
+            return self.send_reply(SyncReply(None, lambda: sliced.update))
         self._queue.append(message)
         self._queued_bytes += len(message)
         self.bytes_out += len(message)
         if sync_reply:
             self._sync_reply = message
+        self._wake.set()
+        return True
+
+    def send_reply(self, reply: SyncReply) -> bool:
+        """Queues a large SyncStep2 answer, which :meth:`pump` sends in slices.
+
+        Its shared frames belong to the room, not to this client: they do not count
+        against the outbox's byte bound. It stays pending until its last slice has left
+        (see :attr:`sync_reply_pending`).
+        """
+        if self._failure is not None or self._finished:
+            return False
+        if len(self._queue) >= self._limit:
+            metrics.OUTBOX_DROPS.inc()
+            self.fail(SlowConsumer(f"outbox full ({len(self._queue)} messages)"))
+            return False
+        self._queue.append(reply)
+        self._sync_reply = reply
         self._wake.set()
         return True
 
@@ -172,13 +195,15 @@ class Client:
                     raise self._failure
                 self._sending = True
                 message = queue.popleft()
-                self._queued_bytes -= len(message)
                 try:
-                    if message is self._sync_reply:
+                    if isinstance(message, SyncReply):
                         await self._send_reply(connection, message)
                         self._sync_reply = None
                     else:
+                        self._queued_bytes -= len(message)
                         await connection.send(message)
+                        if message is self._sync_reply:
+                            self._sync_reply = None
                 finally:
                     self._sending = False
             if self._failure is not None:
@@ -188,37 +213,51 @@ class Client:
             self._wake.clear()
             await self._wake.wait()
 
-    async def _send_reply(self, connection: Connection, frame: bytes) -> None:
-        """Sends a SyncStep2 frame, in slices when large, with queued frames between them.
+    async def _send_reply(self, connection: Connection, reply: SyncReply) -> None:
+        """Sends a large SyncStep2 answer as slices, with queued frames between them.
 
-        Once started, the reply is in flight: its bytes no longer count against the
-        outbox bound (as a single large frame being written never did), so frames queued
-        behind it are bounded as usual. Slices are cut as they go: the first leaves after
-        reading about :attr:`slice_bytes` of the update (milliseconds), not all of it.
+        First the shared frames of the reply's base (cut once for every joiner), then the
+        rest: what changed since, computed only now, sliced like the rest if large, its
+        last slice as SyncStep2 so a stock client counts itself synced once it holds the
+        whole state. Once started, the reply is in flight: frames queued behind it are
+        bounded as usual.
         """
-        if len(frame) <= self.slice_bytes:
-            await connection.send(frame)
-            return
-        message = decode(frame)
-        assert isinstance(message, SyncStep2)
-        pieces = iter_slices(message.update, self.slice_bytes)
-        queue = self._queue
+        sent = 0
+        base = reply.base
+        if base is not None:
+            index = 0
+            while (frame := base.frame(index)) is not None:
+                await self._send_between(connection, frame)
+                self.bytes_out += len(frame)
+                index += 1
+            sent = index
+        pieces = iter_slices(reply.rest(), self.slice_bytes)
         piece = next(pieces)
-        sent = 1
         for following in pieces:
-            if self._failure is not None:
-                raise self._failure
-            await connection.send(encode_update(piece))
+            frame = encode_update(piece)
+            await self._send_between(connection, frame)
+            self.bytes_out += len(frame)
             piece = following
             sent += 1
-            # A turn of the loop between slices: what the room queues meanwhile (echoes,
-            # presence, live strokes) leaves before the next slice.
-            await asyncio.sleep(0)
-            while queue:
-                if self._failure is not None:
-                    raise self._failure
-                between = queue.popleft()
-                self._queued_bytes -= len(between)
-                await connection.send(between)
-        await connection.send(bytes(SyncStep2(piece)))
-        metrics.SYNC_SLICES.inc(sent)
+        last = bytes(SyncStep2(piece))
+        if self._failure is not None:
+            raise self._failure
+        await connection.send(last)
+        self.bytes_out += len(last)
+        metrics.SYNC_SLICES.inc(sent + 1)
+
+    async def _send_between(self, connection: Connection, frame: bytes) -> None:
+        """Sends one slice, then what the room queued meanwhile (echoes, presence, live
+        strokes), after a turn of the loop so that it can queue."""
+        if self._failure is not None:
+            raise self._failure
+        await connection.send(frame)
+        await asyncio.sleep(0)
+        queue = self._queue
+        while queue and isinstance(queue[0], bytes):
+            if self._failure is not None:
+                raise self._failure
+            between = queue.popleft()
+            assert isinstance(between, bytes)
+            self._queued_bytes -= len(between)
+            await connection.send(between)

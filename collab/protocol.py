@@ -21,6 +21,8 @@ AUTH_PERMISSION_DENIED: Final = 0
 # lib0 varUints carry at most 53 bits: 8 bytes of 7 bits. Anything longer is hostile.
 MAX_VARUINT_BYTES: Final = 8
 EMPTY_UPDATE: Final = b"\x00\x00"
+# The state vector of a client that holds nothing: a joiner.
+EMPTY_STATE_VECTOR: Final = b"\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,7 @@ def encode_update(update: bytes) -> bytes:
 
 
 __all__ = [
+    "EMPTY_STATE_VECTOR",
     "EMPTY_UPDATE",
     "AwarenessMessage",
     "Message",

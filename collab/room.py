@@ -12,13 +12,15 @@ from pycrdt import Doc, TransactionEvent, merge_updates
 
 from . import metrics
 from .awareness import Entry, Presence, decode_entries, encode_entries
-from .client import Client
+from .client import SYNC_SLICE_BYTES, Client
 from .errors import DocumentTooLarge, InvalidUpdate, RoomFull
+from .fullstate import FullState, SyncReply
 from .index import DocumentIndex
 from .journal import Journal
 from .limits import Limits
 from .ports import DocumentName, Hooks, Peer, Refused, Sanitized, Verdict
 from .protocol import (
+    EMPTY_STATE_VECTOR,
     EMPTY_UPDATE,
     AwarenessMessage,
     PermissionDenied,
@@ -82,6 +84,12 @@ class Room:
         self.size = size
         # Bumped on every change: caches keyed on the document's content check it.
         self.version = 0
+        # What joiners share (collab/fullstate.py): the SyncStep1 frame and a small
+        # document's SyncStep2 frame, each with the version it was encoded at, and a large
+        # document's full state in slices.
+        self._step1: tuple[int, bytes] = (-1, b"")
+        self._step2: tuple[int, bytes] = (-1, b"")
+        self._full: FullState | None = None
         self.clients: dict[int, Client] = {}
         self.presence = Presence(
             max_ids_per_owner=limits.max_awareness_ids_per_connection,
@@ -116,7 +124,9 @@ class Room:
             outbox_bytes=self._limits.outbox_bytes,
         )
         self.clients[client.id] = client
-        client.send(bytes(SyncStep1(self.doc.get_state())))
+        if self._step1[0] != self.version:
+            self._step1 = (self.version, bytes(SyncStep1(self.doc.get_state())))
+        client.send(self._step1[1])
         present = self.presence.snapshot() + self.replicator.remote_snapshot()
         if present:
             client.send(bytes(AwarenessMessage(encode_entries(present))))
@@ -166,6 +176,9 @@ class Room:
                 # one would (later changes follow it as updates), so it answers both. One
                 # full-state reply per client at a time bounds what a non-reader can pin.
                 return
+            if message.state_vector == EMPTY_STATE_VECTOR:
+                self._send_full_state(client)
+                return
             try:
                 update = self.doc.get_update(message.state_vector)
             except ValueError as exc:
@@ -175,6 +188,27 @@ class Room:
             present = self.presence.snapshot() + self.replicator.remote_snapshot()
             client.send(bytes(AwarenessMessage(encode_entries(present))))
         # PermissionDenied from a client carries nothing the server acts on.
+
+    def _send_full_state(self, client: Client) -> None:
+        """Answers a client that holds nothing with the shared encoding of the document."""
+        if self._step2[0] == self.version:
+            client.send(self._step2[1], sync_reply=True)
+            return
+        full = self._full
+        if full is None or full.stale(self.size) or full.slice_bytes != client.slice_bytes:
+            update = self.doc.get_update()
+            if len(update) <= client.slice_bytes:
+                self._full = None
+                self._step2 = (self.version, bytes(SyncStep2(update)))
+                client.send(self._step2[1], sync_reply=True)
+                return
+            full = FullState(
+                update, self.doc.get_state(), written_at=self.size, slice_bytes=client.slice_bytes
+            )
+            if client.slice_bytes == SYNC_SLICE_BYTES:  # tests cut finer: not shared
+                self._full = full
+        base, doc = full, self.doc
+        client.send_reply(SyncReply(base, lambda: doc.get_update(base.state_vector)))
 
     def _stamp(self, client: Client, entry: Entry) -> Entry:
         if entry.removed:
@@ -305,6 +339,7 @@ class Room:
     def close(self) -> None:
         """Detaches observers; the registry calls this once the journal is idle."""
         self.replicator.close()
+        self._full = None
         self.doc.unobserve(self._subscription)
         for client in list(self.clients.values()):
             client.finish()

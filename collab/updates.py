@@ -16,9 +16,11 @@ Format: ``structs`` then ``delete set``, as written by Yjs ``writeStructs`` /
 
 from __future__ import annotations
 
+import re
 import struct as _struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final
 
 from pycrdt import write_var_uint
@@ -91,6 +93,20 @@ class Update:
     @property
     def empty(self) -> bool:
         return not self.groups and not self.deletes
+
+
+# One value that is a number, boolean, null or undefined: a varInt (125), a float64 or
+# bigint (123, 122), a float32 (124), or a bare tag (127 undefined, 126 null, 121, 120).
+_SCALAR: Final = (
+    rb"(?:\x7d[\x80-\xff]{0,9}[\x00-\x7f]"
+    rb"|[\x7a\x7b][\x00-\xff]{8}|\x7c[\x00-\xff]{4}|[\x78\x79\x7e\x7f])"
+)
+
+
+@lru_cache(maxsize=512)
+def _scalar_run(n: int) -> re.Pattern[bytes]:
+    """Exactly ``n`` scalar values in a row (a stroke's points)."""
+    return re.compile(_SCALAR + b"{%d}" % n)
 
 
 class _Reader:
@@ -197,6 +213,43 @@ class _Reader:
             return self.buffer()
         raise InvalidUpdate(f"unknown value tag {tag}")
 
+    def skip_values(self, n: int, depth: int = 0) -> None:
+        """Skips ``n`` encoded values without building them.
+
+        Most of a board is runs of numbers (a stroke's points), which one regular
+        expression steps over at C speed; anything else takes the general path. Values
+        are bounded but not validated (UTF-8, for one): every update is still applied by
+        yrs, which refuses what is malformed.
+        """
+        if n > 1:
+            m = _scalar_run(n).match(self.buf, self.pos)
+            if m is not None:
+                self.pos = m.end()
+                return
+        for _ in range(n):
+            self.skip_any(depth)
+
+    def skip_any(self, depth: int = 0) -> None:
+        if depth > _MAX_DEPTH:
+            raise InvalidUpdate("value nested too deeply")
+        tag = self.u8()
+        if tag == 125:
+            self.var_int()
+        elif tag == 117:
+            self.skip_values(self.count(), depth + 1)
+        elif tag == 119 or tag == 116:
+            self.raw(self.var_uint())
+        elif tag == 118:
+            for _ in range(self.count(2)):
+                self.raw(self.var_uint())
+                self.skip_any(depth + 1)
+        elif tag == 123 or tag == 122:
+            self.raw(8)
+        elif tag == 124:
+            self.raw(4)
+        elif tag not in (126, 127, 121, 120):
+            raise InvalidUpdate(f"unknown value tag {tag}")
+
     def id(self) -> ID:
         return self.var_uint(), self.var_uint()
 
@@ -239,8 +292,7 @@ def _content(r: _Reader, ref: int, s: Struct, values: bool) -> int:
         if values:
             s.values = [r.any() for _ in range(n)]
         else:
-            for _ in range(n):
-                r.any()
+            r.skip_values(n)
         return n
     if ref == DOC:
         r.buffer()

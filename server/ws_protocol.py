@@ -13,21 +13,31 @@ strokes, presence and heartbeats (a few hundred bytes, where deflate saves littl
 costs the relay a compressor run per reader) leave uncompressed through the same fast
 path as without the extension. RFC 7692 lets a sender choose per message: a message
 without the RSV1 bit is plain.
+
+A compressed message is compressed once, whoever it goes to: the server compresses each
+message on its own (no context takeover), so its frame is the same bytes for every
+connection that negotiated the same window. A join storm sends every newcomer the same
+first-sync slices, and a large catch-up goes to every reader of a room; both are deflated
+once and then written as they are (:class:`WireCache`).
 """
 
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Final
 
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 from websockets.extensions.base import Extension
 from websockets.extensions.permessage_deflate import (
     PerMessageDeflate,
     ServerPerMessageDeflateFactory,
 )
 from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import ExtensionParameter
 
@@ -35,6 +45,8 @@ EXTENSION = "inkroom.send_nowait"
 # Messages from this size on are compressed (a first-sync slice is 16 KiB); smaller ones
 # are not. A live stroke batch or a cursor is 50-400 bytes.
 COMPRESS_MIN_BYTES: Final = 4096
+# Compressed frames kept for reuse, in bytes: a few large rooms' first syncs.
+WIRE_CACHE_BYTES: Final = 32 * 1024 * 1024
 # Server-to-client frames are never masked (RFC 6455 5.1): FIN + binary opcode, then length.
 _FIN_BINARY = 0x82
 
@@ -47,6 +59,48 @@ def binary_frame(data: bytes) -> bytes:
     if n < 1 << 16:
         return struct.pack("!BBH", _FIN_BINARY, 126, n) + data
     return struct.pack("!BBQ", _FIN_BINARY, 127, n) + data
+
+
+class WireCache:
+    """Compressed frames by (window bits, message), least recently used first out.
+
+    Keys are the message bytes themselves: a message sent to many connections is one
+    object, whose hash Python computes once and whose equality is identity, so a hit
+    costs a dictionary lookup. Bounded by the bytes of its frames.
+    """
+
+    def __init__(self, max_bytes: int = WIRE_CACHE_BYTES) -> None:
+        self._frames: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()
+        self._bytes = 0
+        self._max_bytes = max_bytes
+        self.hits = 0
+        self.misses = 0
+
+    def frame(self, conn: ServerProtocol, data: bytes) -> bytes:
+        """``data`` as this connection's compressed frame; compressed only on a miss."""
+        extension = conn.extensions[0]
+        assert isinstance(extension, PerMessageDeflate)
+        key = (extension.local_max_window_bits, data)
+        wire = self._frames.get(key)
+        if wire is not None and conn.state is State.OPEN:
+            self._frames.move_to_end(key)
+            self.hits += 1
+            return wire
+        # A miss, or a connection that is closing: websockets frames it (and raises
+        # InvalidState if it may no longer send).
+        conn.send_binary(data)
+        wire = b"".join(conn.data_to_send())
+        self.misses += 1
+        if len(wire) <= self._max_bytes // 4:
+            self._frames[key] = wire
+            self._bytes += len(wire)
+            while self._bytes > self._max_bytes:
+                _, dropped = self._frames.popitem(last=False)
+                self._bytes -= len(dropped)
+        return wire
+
+
+WIRE_CACHE: Final = WireCache()
 
 
 class LargeMessageDeflate(PerMessageDeflate):
@@ -129,8 +183,29 @@ class InkroomWebSocketProtocol(WebSocketsSansIOProtocol):
         ):
             return False
         if self.conn.extensions and len(data) >= COMPRESS_MIN_BYTES:
-            self.conn.send_binary(data)
-            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.write(WIRE_CACHE.frame(self.conn, data))
         else:
             self.transport.write(binary_frame(data))
         return True
+
+    async def send(self, message: Any) -> None:
+        """uvicorn's ASGI send, with large binary messages framed through :data:`WIRE_CACHE`."""
+        data = message.get("bytes") if message["type"] == "websocket.send" else None
+        if (
+            data is None
+            or len(data) < COMPRESS_MIN_BYTES
+            or not self.conn.extensions
+            or not self.handshake_complete
+            or self.close_sent
+            or self.initial_response is not None
+        ):
+            await super().send(message)
+            return
+        await self.writable.wait()
+        if self.disconnected:
+            raise ClientDisconnected()
+        try:
+            wire = WIRE_CACHE.frame(self.conn, bytes(data))
+        except InvalidState as exc:
+            raise ClientDisconnected() from exc
+        self.transport.write(wire)

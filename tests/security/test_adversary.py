@@ -22,11 +22,12 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pycrdt import Array, Doc, Map
+from pycrdt import Array, Doc, Map, merge_updates
 
 from collab.awareness import Entry as AwarenessEntry
 from collab.awareness import encode_entries
 from collab.errors import CollabError
+from collab.fullstate import SyncReply
 from collab.memory import LocalBus, MemoryStore
 from collab.ports import DocumentName, Peer
 from collab.protocol import AwarenessMessage, SyncStep2, SyncUpdate, decode
@@ -63,7 +64,12 @@ class Replica:
     def drain(self) -> None:
         queue = self.client._queue
         while queue:
-            message = decode(queue.popleft())
+            item = queue.popleft()
+            if isinstance(item, SyncReply):  # a large first sync: whole, here
+                frames = list(item.base.frames) if item.base is not None else []
+                parts = [_update_of(f) for f in frames]
+                item = bytes(SyncStep2(merge_updates(*parts, item.rest())))
+            message = decode(item)
             if isinstance(message, SyncUpdate | SyncStep2):
                 self._remote = True
                 try:
@@ -367,3 +373,9 @@ def test_client_id_owners_survive_a_reload_through_the_logs_authors() -> None:
             assert room.doc.get("hands", type=Map).to_py() == {}
 
     asyncio.run(scenario())
+
+
+def _update_of(frame: bytes) -> bytes:
+    message = decode(frame)
+    assert isinstance(message, SyncUpdate | SyncStep2)
+    return message.update
