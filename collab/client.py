@@ -45,13 +45,17 @@ class Client:
         "_sending",
         "_sync_reply",
         "_wake",
+        "answered",
         "bytes_in",
         "bytes_out",
         "connected_at",
         "denied_notified",
+        "held_sync",
         "id",
         "peer",
+        "saved_waits",
         "slice_bytes",
+        "synced_in",
     )
 
     def __init__(self, peer: Peer, *, outbox_limit: int, outbox_bytes: int = 1 << 62) -> None:
@@ -71,6 +75,14 @@ class Client:
         self._sending = False
         self._direct: Callable[[bytes], bool] | None = None
         self.denied_notified = False
+        # Saved acknowledgements (collab/room.py), only for clients that ask: what this
+        # connection waits for, as (journal count to reach, marker to acknowledge).
+        self.saved_waits: deque[tuple[int, int]] | None = None
+        # A SyncStep1 whose answer waits for this client's own SyncStep2 to be stored,
+        # and the timer that sends it anyway.
+        self.held_sync: tuple[bytes, asyncio.TimerHandle] | None = None
+        self.synced_in = False  # its SyncStep2 has arrived
+        self.answered = False  # it has been sent a SyncStep2
         # For the admin inspector: wall-clock join time, frames' bytes each way.
         self.connected_at = time.time()
         self.bytes_in = 0

@@ -48,6 +48,10 @@ class Journal:
         self.on_written: Callable[[int, bool], None] | None = None
         self.tail_updates = tail_updates
         self.tail_bytes = tail_bytes
+        # Updates recorded and updates stored since the room loaded: an update recorded
+        # as number n is durable once ``stored >= n`` (saved acknowledgements).
+        self.recorded = 0
+        self.stored = 0
 
     @property
     def idle(self) -> bool:
@@ -60,6 +64,7 @@ class Journal:
     def record(self, update: bytes, author: str | None, seq: int = 0) -> None:
         self._pending.append(StoredUpdate(update, author, datetime.now(UTC)))
         self._seqs.append(seq)
+        self.recorded += 1
         self._on_dirty(self)
 
     def take(self) -> list[StoredUpdate]:
@@ -71,6 +76,7 @@ class Journal:
         batch, self._pending = self._pending[: self._in_flight], self._pending[self._in_flight :]
         seqs, self._seqs = self._seqs[: self._in_flight], self._seqs[self._in_flight :]
         self._in_flight = 0
+        self.stored += len(batch)
         self.tail_updates += len(batch)
         self.tail_bytes += sum(len(u.data) for u in batch)
         if self.on_written is not None:

@@ -43,6 +43,14 @@ class Limits:
     # ``save_max_delay`` after the first unsaved change.
     save_debounce: float = 0.25
     save_max_delay: float = 2.0
+    # A stock client counts itself synced on the server's SyncStep2. With this on, that
+    # answer waits until the client's own SyncStep2 (its offline edits) is stored, so
+    # "synced" means "saved" (at most ``hold_sync_timeout`` seconds, then it goes anyway).
+    hold_sync_until_saved: bool = False
+    hold_sync_timeout: float = 5.0
+    # Clients that asked to hear when their changes are stored (SavedRequest): waiting
+    # acknowledgements per client; beyond this the newest absorbs the others.
+    max_saved_waits: int = 64
     save_retry_initial: float = 0.2
     save_retry_max: float = 10.0
     # Fold the log into a snapshot when the tail since the last snapshot exceeds either.

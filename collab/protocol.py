@@ -23,6 +23,11 @@ MAX_VARUINT_BYTES: Final = 8
 EMPTY_UPDATE: Final = b"\x00\x00"
 # The state vector of a client that holds nothing: a joiner.
 EMPTY_STATE_VECTOR: Final = b"\x00"
+# Inkroom's extension (docs/collab.md): "tell me when what I sent is stored". A client
+# opts in by sending it; stock clients never do, so they are never sent one.
+MESSAGE_SAVED: Final = 100
+SAVED_REQUEST: Final = 0
+SAVED_ACK: Final = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +90,37 @@ class QueryAwareness:
         return bytes((MESSAGE_QUERY_AWARENESS,))
 
 
-Message = SyncStep1 | SyncStep2 | SyncUpdate | AwarenessMessage | PermissionDenied | QueryAwareness
+@dataclass(frozen=True, slots=True)
+class SavedRequest:
+    """From a client: acknowledge ``marker`` once everything this connection sent before
+    it is durably stored."""
+
+    marker: int
+
+    def __bytes__(self) -> bytes:
+        return bytes((MESSAGE_SAVED, SAVED_REQUEST)) + write_var_uint(self.marker)
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """To a client: everything it sent before its request ``marker`` is stored."""
+
+    marker: int
+
+    def __bytes__(self) -> bytes:
+        return bytes((MESSAGE_SAVED, SAVED_ACK)) + write_var_uint(self.marker)
+
+
+Message = (
+    SyncStep1
+    | SyncStep2
+    | SyncUpdate
+    | AwarenessMessage
+    | PermissionDenied
+    | QueryAwareness
+    | SavedRequest
+    | Saved
+)
 
 
 def _sync(sync_type: int, payload: bytes) -> bytes:
@@ -169,6 +204,14 @@ def decode(frame: bytes) -> Message:
         message = PermissionDenied(reader.read_string())
     elif kind == MESSAGE_QUERY_AWARENESS:
         message = QueryAwareness()
+    elif kind == MESSAGE_SAVED:
+        saved_type = reader.read_var_uint()
+        if saved_type == SAVED_REQUEST:
+            message = SavedRequest(reader.read_var_uint())
+        elif saved_type == SAVED_ACK:
+            message = Saved(reader.read_var_uint())
+        else:
+            raise ProtocolError(f"unknown saved message type {saved_type}")
     else:
         raise ProtocolError(f"unknown message type {kind}")
     reader.expect_end()
@@ -193,6 +236,8 @@ __all__ = [
     "PermissionDenied",
     "QueryAwareness",
     "Reader",
+    "Saved",
+    "SavedRequest",
     "SyncStep1",
     "SyncStep2",
     "SyncUpdate",

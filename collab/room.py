@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -25,6 +26,8 @@ from .protocol import (
     AwarenessMessage,
     PermissionDenied,
     QueryAwareness,
+    Saved,
+    SavedRequest,
     SyncStep1,
     SyncStep2,
     SyncUpdate,
@@ -35,6 +38,9 @@ from .replication import Replicator
 from .updates import decode_state_vector, parse
 
 log = logging.getLogger("inkroom.collab.room")
+
+# A saved wait that releases a held SyncStep1 answer rather than sending Saved.
+_RELEASE_SYNC: Final = -1
 
 
 class _Origin:
@@ -90,6 +96,8 @@ class Room:
         self._step1: tuple[int, bytes] = (-1, b"")
         self._step2: tuple[int, bytes] = (-1, b"")
         self._full: FullState | None = None
+        # Clients waiting for a saved acknowledgement.
+        self._awaiting_save: set[Client] = set()
         self.clients: dict[int, Client] = {}
         self.presence = Presence(
             max_ids_per_owner=limits.max_awareness_ids_per_connection,
@@ -137,6 +145,10 @@ class Room:
         if self.clients.pop(client.id, None) is None:
             return
         client.finish()
+        self._awaiting_save.discard(client)
+        if client.held_sync is not None:
+            client.held_sync[1].cancel()
+            client.held_sync = None
         removals = self.presence.drop_owner(client)
         if removals:
             self._broadcast_awareness(removals)
@@ -154,6 +166,12 @@ class Room:
         message = decode(frame)
         if isinstance(message, SyncUpdate | SyncStep2):
             self._apply_from(client, message.update)
+            if isinstance(message, SyncStep2) and not client.synced_in:
+                client.synced_in = True
+                if client.held_sync is not None:
+                    self._wait_saved(client, _RELEASE_SYNC)
+        elif isinstance(message, SavedRequest):
+            self._wait_saved(client, message.marker)
         elif isinstance(message, AwarenessMessage):
             entries = decode_entries(
                 message.payload, max_state_bytes=self._limits.max_awareness_state_bytes
@@ -171,23 +189,95 @@ class Room:
                 self._broadcast_awareness(accepted)
                 self.replicator.publish_awareness(accepted)
         elif isinstance(message, SyncStep1):
-            if client.sync_reply_pending:
-                # A reply to an earlier SyncStep1 is still queued: it holds everything this
-                # one would (later changes follow it as updates), so it answers both. One
-                # full-state reply per client at a time bounds what a non-reader can pin.
+            if (
+                self._limits.hold_sync_until_saved
+                and not client.answered
+                and client.held_sync is None
+            ):
+                # "Synced" will mean "saved": answered once this client's own SyncStep2
+                # (its offline edits, the stock client's answer to our SyncStep1) is
+                # stored, or after the timeout for a client that never sends one.
+                timer = self._loop.call_later(
+                    self._limits.hold_sync_timeout, self._release_sync, client
+                )
+                client.held_sync = (message.state_vector, timer)
+                if client.synced_in:  # its SyncStep2 came first
+                    self._wait_saved(client, _RELEASE_SYNC)
                 return
-            if message.state_vector == EMPTY_STATE_VECTOR:
-                self._send_full_state(client)
-                return
-            try:
-                update = self.doc.get_update(message.state_vector)
-            except ValueError as exc:
-                raise InvalidUpdate("corrupt state vector") from exc
-            client.send(bytes(SyncStep2(update)), sync_reply=True)
+            self._answer(client, message.state_vector)
         elif isinstance(message, QueryAwareness):
             present = self.presence.snapshot() + self.replicator.remote_snapshot()
             client.send(bytes(AwarenessMessage(encode_entries(present))))
         # PermissionDenied from a client carries nothing the server acts on.
+
+    def _answer(self, client: Client, state_vector: bytes) -> None:
+        """Answers a SyncStep1: SyncStep2 with what the client lacks.
+
+        Raises:
+            InvalidUpdate: the state vector is corrupt.
+        """
+        client.answered = True
+        if client.sync_reply_pending:
+            # A reply to an earlier SyncStep1 is still queued: it holds everything this
+            # one would (later changes follow it as updates), so it answers both. One
+            # full-state reply per client at a time bounds what a non-reader can pin.
+            return
+        if state_vector == EMPTY_STATE_VECTOR:
+            self._send_full_state(client)
+            return
+        try:
+            update = self.doc.get_update(state_vector)
+        except ValueError as exc:
+            raise InvalidUpdate("corrupt state vector") from exc
+        client.send(bytes(SyncStep2(update)), sync_reply=True)
+
+    # -- saved acknowledgements --------------------------------------------------------
+
+    def _wait_saved(self, client: Client, marker: int) -> None:
+        """Acknowledges ``marker`` once everything ``client`` sent so far is stored.
+
+        Messages from one connection are handled in order and an update is recorded in
+        the journal while it is applied, so "everything so far" is the journal's count
+        now. Updates the policy refused are never stored and need no waiting.
+        """
+        journal = self.journal
+        if journal.stored >= journal.recorded:
+            self._acknowledge(client, marker)
+            return
+        waits = client.saved_waits
+        if waits is None:
+            waits = client.saved_waits = deque()
+        if len(waits) >= self._limits.max_saved_waits and waits[-1][1] != _RELEASE_SYNC:
+            waits.pop()  # the newest request covers the one it replaces
+        waits.append((journal.recorded, marker))
+        self._awaiting_save.add(client)
+
+    def _acknowledge(self, client: Client, marker: int) -> None:
+        if marker == _RELEASE_SYNC:
+            self._release_sync(client)
+        else:
+            client.send(bytes(Saved(marker)))
+
+    def _release_sync(self, client: Client) -> None:
+        held, client.held_sync = client.held_sync, None
+        if held is None or client.id not in self.clients:
+            return
+        state_vector, timer = held
+        timer.cancel()
+        try:
+            self._answer(client, state_vector)
+        except InvalidUpdate as exc:
+            client.fail(exc)
+
+    def _saved_through(self, stored: int) -> None:
+        """Sends the acknowledgements that the journal's write just made true."""
+        for client in list(self._awaiting_save):
+            waits = client.saved_waits
+            assert waits is not None
+            while waits and waits[0][0] <= stored:
+                self._acknowledge(client, waits.popleft()[1])
+            if not waits:
+                self._awaiting_save.discard(client)
 
     def _send_full_state(self, client: Client) -> None:
         """Answers a client that holds nothing with the shared encoding of the document."""
@@ -322,6 +412,8 @@ class Room:
     def _on_written(self, seq: int, idle: bool) -> None:
         # Everything this node published before now is saved when nothing is pending.
         self.replicator.saved(self.replicator.last_seq if idle else seq)
+        if self._awaiting_save:
+            self._saved_through(self.journal.stored)
 
     def broadcast_awareness_local(self, entries: list[Entry]) -> None:
         """Sends other nodes' presence changes to this room's clients."""

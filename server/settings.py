@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     unload_grace: float = 30.0
     save_debounce: float = 0.25
     save_max_delay: float = 2.0
+    # The first SyncStep2 to a client waits until that client's offline edits are stored:
+    # the stock client's "synced" then means "saved" (docs/collab.md).
+    hold_sync_until_saved: bool = False
     compact_after_updates: int = 500
     static_dir: Path | None = None
     # Billing (Stripe). Without an API key billing is off and every classroom is free.
@@ -100,6 +103,7 @@ class Settings(BaseSettings):
             unload_grace=self.unload_grace,
             save_debounce=self.save_debounce,
             save_max_delay=self.save_max_delay,
+            hold_sync_until_saved=self.hold_sync_until_saved,
             compact_after_updates=self.compact_after_updates,
             anti_entropy_interval=self.anti_entropy_interval,
         )

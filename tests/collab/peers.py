@@ -17,6 +17,7 @@ from collab.protocol import (
     AwarenessMessage,
     Message,
     PermissionDenied,
+    Saved,
     decode,
 )
 from collab.registry import Registry
@@ -87,6 +88,8 @@ class ScriptedPeer:
             self.changed.set()
         elif isinstance(message, PermissionDenied):
             self.denied.append(message.reason)
+            self.changed.set()
+        elif isinstance(message, Saved):
             self.changed.set()
 
     async def edit(self, change: Callable[[Doc[Any]], Any]) -> None:

@@ -12,6 +12,8 @@ from collab.protocol import (
     Message,
     PermissionDenied,
     QueryAwareness,
+    Saved,
+    SavedRequest,
     SyncStep1,
     SyncStep2,
     SyncUpdate,
@@ -28,6 +30,8 @@ GOLDEN: list[tuple[bytes, Message]] = [
     (bytes.fromhex("01020a0b"), AwarenessMessage(b"\x0a\x0b")),
     (bytes.fromhex("0200") + b"\x04nope", PermissionDenied("nope")),
     (bytes.fromhex("03"), QueryAwareness()),
+    (bytes.fromhex("640005"), SavedRequest(5)),  # Inkroom's extension, type 100
+    (bytes.fromhex("6401ac02"), Saved(300)),
 ]
 
 
@@ -76,6 +80,8 @@ messages = st.one_of(
     payloads.map(AwarenessMessage),
     st.text(max_size=200).map(PermissionDenied),
     st.just(QueryAwareness()),
+    st.integers(0, 2**53 - 1).map(SavedRequest),
+    st.integers(0, 2**53 - 1).map(Saved),
 )
 
 
