@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import getpass
+import logging
 import os
 import secrets
 import socket
@@ -19,6 +20,8 @@ from pathlib import Path
 
 from .auth import Role, issue
 from .settings import Settings
+
+log = logging.getLogger("inkroom.server.cli")
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -129,6 +132,37 @@ def check_database(settings: Settings) -> None:
         ) from None
 
 
+# Every connection is a file descriptor. Distributions start services with a soft limit
+# of 1,024 (systemd: 1,024 soft / 524,288 hard); a node that holds 10,000 classroom
+# connections needs the hard limit, which an unprivileged process may raise itself to.
+WANTED_FILES = 65_536
+
+
+def raise_file_limit(wanted: int = WANTED_FILES) -> tuple[int, int]:
+    """Raises the soft limit on open files toward ``wanted`` (at most the hard limit);
+    returns (soft, hard) after. Says so on stderr when the hard limit is lower."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-files limit: %s", exc)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning(
+            "open files limited to %d: at most about %d connections; raise the hard limit "
+            "(systemd LimitNOFILE=%d, docker --ulimit nofile=%d)",
+            soft,
+            soft - 100,
+            wanted,
+            wanted,
+        )
+    return soft, hard
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -140,6 +174,7 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logs.configure(settings.log_level, json_lines=settings.log_json)
+    raise_file_limit()
     try:
         check_static_dir(settings)
         check_data_dir(settings)

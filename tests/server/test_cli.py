@@ -233,3 +233,20 @@ def test_ready_is_logged_only_once_the_port_answers(tmp_path: Path) -> None:
         process.wait(timeout=20)
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_serve_raises_the_open_files_limit_toward_what_10k_connections_need() -> None:
+    import resource
+
+    from server.cli import raise_file_limit
+
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if before[1] != resource.RLIM_INFINITY and before[1] <= 10_000:
+        pytest.skip(f"this machine's hard limit is {before[1]} open files")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, before[1]))
+        soft, hard = raise_file_limit(wanted=min(20_000, before[1]))
+        assert soft == min(20_000, before[1]) > 10_000
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (soft, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)
