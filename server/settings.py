@@ -30,9 +30,14 @@ class Settings(BaseSettings):
     # frames stay plain, so the relay's cost per live delivery is unchanged
     # (server/ws_protocol.py; compressing every frame more than halved relay throughput).
     ws_compression: bool = True
-    # A silent dead link (phone in a tunnel) is noticed within interval + timeout.
-    ws_ping_interval: float = 7.0
-    ws_ping_timeout: float = 7.0
+    # A silent dead link is noticed within interval + timeout of its last sign of life.
+    # Only connections silent for an interval are pinged (server/ws_protocol.Keepalive).
+    # The clients see a dead link much sooner on their own (the web client after 4 s of
+    # silence), and stock clients drop other users' stale presence after 30 s; this is
+    # about freeing a vanished client's seat and cursor, at 67 pings/s per 1,000 idle
+    # connections (bench/RESULTS.md).
+    ws_ping_interval: float = 15.0
+    ws_ping_timeout: float = 10.0
     max_message_bytes: int = 16 * 1024 * 1024
     outbox_messages: int = 1024
     messages_per_second: float = 300.0

@@ -14,6 +14,11 @@ costs the relay a compressor run per reader) leave uncompressed through the same
 path as without the extension. RFC 7692 lets a sender choose per message: a message
 without the RSV1 bit is plain.
 
+Keep-alive pings go out from one timer for every connection of the loop
+(:class:`Keepalive`), spread over the interval, instead of two timers per connection
+(uvicorn's ping timer and pong deadline, each a heap entry made and cancelled every
+interval): an idle node's cost is its pings, not its timers.
+
 A compressed message is compressed once, whoever it goes to: the server compresses each
 message on its own (no context takeover), so its frame is the same bytes for every
 connection that negotiated the same window. A join storm sends every newcomer the same
@@ -23,7 +28,10 @@ once and then written as they are (:class:`WireCache`).
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import struct
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Final
@@ -47,6 +55,7 @@ EXTENSION = "inkroom.send_nowait"
 COMPRESS_MIN_BYTES: Final = 4096
 # Compressed frames kept for reuse, in bytes: a few large rooms' first syncs.
 WIRE_CACHE_BYTES: Final = 32 * 1024 * 1024
+_PING_HEADER: Final = bytes((0x89, 4))
 # Server-to-client frames are never masked (RFC 6455 5.1): FIN + binary opcode, then length.
 _FIN_BINARY = 0x82
 
@@ -103,6 +112,87 @@ class WireCache:
 WIRE_CACHE: Final = WireCache()
 
 
+class Keepalive:
+    """Pings every connection of one event loop from a single timer.
+
+    Connections are dealt into :data:`SLOTS` slots; each tick (every interval / SLOTS)
+    pings one slot's connections, so each is pinged once per interval and the pings of
+    10,000 connections are spread evenly, not bunched. A ping unanswered after the
+    timeout closes its connection with 1011, checked every tick: a dead link is found
+    within interval + timeout (+ one tick), as with uvicorn's own timers.
+    """
+
+    SLOTS: Final = 16
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float, timeout: float) -> None:
+        self._loop = loop
+        self._interval = interval
+        self._tick_every = interval / self.SLOTS
+        self._timeout = timeout
+        self._slots: list[set[InkroomWebSocketProtocol]] = [set() for _ in range(self.SLOTS)]
+        self._deal = itertools.cycle(self._slots)
+        self._cursor = 0
+        self._waiting: dict[InkroomWebSocketProtocol, float] = {}  # ping sent, no pong yet
+        self._count = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._payloads = itertools.count()
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, connection: InkroomWebSocketProtocol) -> None:
+        slot = next(self._deal)
+        slot.add(connection)
+        connection.keepalive_slot = slot
+        self._count += 1
+        if self._timer is None:
+            self._timer = self._loop.call_later(self._tick_every, self._tick)
+
+    def remove(self, connection: InkroomWebSocketProtocol) -> None:
+        slot = connection.keepalive_slot
+        if slot is None:
+            return
+        connection.keepalive_slot = None
+        slot.discard(connection)
+        self._waiting.pop(connection, None)
+        self._count -= 1
+
+    def answered(self, connection: InkroomWebSocketProtocol) -> None:
+        self._waiting.pop(connection, None)
+
+    def _tick(self) -> None:
+        now = self._loop.time()
+        if self._waiting:
+            late = [c for c, sent in self._waiting.items() if now - sent >= self._timeout]
+            for connection in late:
+                self.remove(connection)
+                connection.keepalive_timeout()
+        slot = self._slots[self._cursor]
+        self._cursor = (self._cursor + 1) % self.SLOTS
+        for connection in slot:
+            # A connection heard from within the interval is alive: no ping needed.
+            if connection not in self._waiting and now - connection.last_heard >= self._interval:
+                payload = struct.pack("!I", next(self._payloads) & 0xFFFFFFFF)
+                if connection.ping(payload, now):
+                    self._waiting[connection] = now
+        self._timer = self._loop.call_later(self._tick_every, self._tick) if self._count else None
+
+
+_keepalives: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[float, float], Keepalive]
+] = weakref.WeakKeyDictionary()
+
+
+def keepalive_for(interval: float, timeout: float) -> Keepalive:
+    """The loop's shared :class:`Keepalive` for these timings."""
+    loop = asyncio.get_running_loop()
+    by_timing = _keepalives.setdefault(loop, {})
+    keepalive = by_timing.get((interval, timeout))
+    if keepalive is None:
+        keepalive = by_timing[(interval, timeout)] = Keepalive(loop, interval, timeout)
+    return keepalive
+
+
 class LargeMessageDeflate(PerMessageDeflate):
     """permessage-deflate that leaves messages under ``min_bytes`` uncompressed."""
 
@@ -153,12 +243,52 @@ class InkroomWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.keepalive_slot: set[InkroomWebSocketProtocol] | None = None
+        self.last_heard = 0.0
+        self._keepalive: Keepalive | None = None
         if self.config.ws_per_message_deflate:
             self.conn = ServerProtocol(
                 extensions=[LargeMessageDeflateFactory()],
                 max_size=self.config.ws_max_size,
                 logger=self.conn.logger,
             )
+
+    # -- keep-alive through the loop's shared Keepalive --------------------------------
+
+    def start_keepalive(self) -> None:
+        if self.ping_interval is not None and self.ping_interval > 0:
+            self._keepalive = keepalive_for(
+                self.ping_interval, self.ping_timeout or self.ping_interval
+            )
+            self._keepalive.add(self)
+
+    def stop_keepalive(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.remove(self)
+        self.pending_ping_payload = None
+
+    def ping(self, payload: bytes, now: float) -> bool:
+        """Sends a keep-alive ping; ``False`` if the connection is closing."""
+        if self.close_sent or self.transport.is_closing():
+            return False
+        self.pending_ping_payload = payload
+        self.ping_sent_at = now
+        # Framed here (FIN + ping opcode, 4 bytes, unmasked): websockets' encoder adds
+        # nothing a control frame needs and costs more than the send itself.
+        self.transport.write(_PING_HEADER + payload)
+        return True
+
+    def data_received(self, data: bytes) -> None:
+        self.last_heard = self.loop.time()
+        super().data_received(data)
+
+    def handle_pong(self, event: Any) -> None:
+        if self.pending_ping_payload is None or bytes(event.data) != self.pending_ping_payload:
+            return  # unsolicited, or an answer to an older ping
+        self.last_ping_rtt = self.loop.time() - self.ping_sent_at
+        self.pending_ping_payload = None
+        if self._keepalive is not None:
+            self._keepalive.answered(self)
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)

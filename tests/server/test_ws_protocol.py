@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
@@ -29,3 +32,53 @@ def test_short_header_bytes_match_rfc_6455() -> None:
     assert binary_frame(b"\x01\x02") == b"\x82\x02\x01\x02"
     assert binary_frame(bytes(126))[:4] == b"\x82\x7e\x00\x7e"
     assert binary_frame(bytes(65536))[:10] == b"\x82\x7f" + (65536).to_bytes(8, "big")
+
+
+class _Pinged:
+    """Stands in for a connection: records pings, answers them unless told not to."""
+
+    def __init__(self, keepalive: Any, answers: bool) -> None:
+        self.keepalive_slot: Any = None
+        self.last_heard = float("-inf")
+        self.keepalive = keepalive
+        self.answers = answers
+        self.pings: list[float] = []
+        self.timed_out = asyncio.Event()
+
+    def ping(self, payload: bytes, now: float) -> bool:
+        self.pings.append(now)
+        if self.answers:
+            asyncio.get_running_loop().call_soon(self.keepalive.answered, self)
+        return True
+
+    def keepalive_timeout(self) -> None:
+        self.timed_out.set()
+
+
+@pytest.mark.anyio
+async def test_one_timer_pings_every_connection_once_per_interval_spread_out() -> None:
+    from server.ws_protocol import Keepalive
+
+    loop = asyncio.get_running_loop()
+    interval = 0.32
+    keepalive = Keepalive(loop, interval, timeout=interval)
+    alive = [_Pinged(keepalive, answers=True) for _ in range(64)]
+    dead = _Pinged(keepalive, answers=False)
+    for connection in [*alive, dead]:
+        keepalive.add(connection)  # type: ignore[arg-type]
+    started = loop.time()
+    async with asyncio.timeout(10):
+        await dead.timed_out.wait()
+    elapsed = loop.time() - started
+    # Found within interval + timeout, plus scheduling slack on a busy machine.
+    assert elapsed < 2 * interval + 1.0
+    assert len(dead.pings) == 1
+    assert len(keepalive) == 64  # the dead one left the wheel
+    # Everyone answering was pinged, about once per interval (never twice per tick)...
+    assert all(1 <= len(c.pings) <= 3 + elapsed / interval for c in alive)
+    # ...and not all at once: first pings land on many different ticks.
+    first = sorted(c.pings[0] for c in alive)
+    assert len({round((t - started) / (interval / Keepalive.SLOTS)) for t in first}) >= 8
+    for connection in alive:
+        keepalive.remove(connection)  # type: ignore[arg-type]
+    assert len(keepalive) == 0
