@@ -34,12 +34,13 @@ class Client:
     """
 
     __slots__ = (
+        "_cancelled_by_fail",
         "_direct",
-        "_failed",
         "_failure",
         "_finished",
         "_limit",
         "_limit_bytes",
+        "_pump",
         "_queue",
         "_queued_bytes",
         "_sending",
@@ -70,7 +71,10 @@ class Client:
         self._sync_reply: bytes | SyncReply | None = None
         self._wake = asyncio.Event()
         self._failure: CollabError | None = None
-        self._failed = asyncio.Event()
+        # The pump's task, which a failure cancels when it is stuck in a send to a peer
+        # that does not read (no separate watcher task per connection).
+        self._pump: asyncio.Task[None] | None = None
+        self._cancelled_by_fail = False
         self._finished = False
         self._sending = False
         self._direct: Callable[[bytes], bool] | None = None
@@ -169,24 +173,17 @@ class Client:
         return True
 
     def fail(self, error: CollabError) -> None:
-        """Makes :meth:`pump` raise ``error`` at its next step; queued frames are dropped."""
+        """Makes :meth:`pump` raise ``error``: at its next step, or at once when it is
+        stuck in a send (its task is cancelled); queued frames are dropped."""
         if self._failure is None:
             self._failure = error
             self._queue.clear()
             self._queued_bytes = 0
             self._sync_reply = None
             self._wake.set()
-            self._failed.set()
-
-    async def watch(self) -> None:
-        """Raises the failure as soon as there is one.
-
-        Run beside :meth:`pump`: a writer stuck in a send to a dead peer never reaches its
-        next check, so this is what tears the connection down.
-        """
-        await self._failed.wait()
-        assert self._failure is not None
-        raise self._failure
+            if self._sending and self._pump is not None and not self._pump.done():
+                self._cancelled_by_fail = True
+                self._pump.cancel()
 
     def finish(self) -> None:
         """Lets :meth:`pump` return once the outbox is drained."""
@@ -199,6 +196,18 @@ class Client:
         From its start, :meth:`send` may also write directly through
         ``connection.send_nowait`` whenever this pump has nothing queued or in flight.
         """
+        self._pump = asyncio.current_task()
+        try:
+            await self._run_pump(connection)
+        except asyncio.CancelledError:
+            if self._cancelled_by_fail and self._pump is not None:
+                self._cancelled_by_fail = False
+                if self._pump.uncancel() == 0:  # only ours: end as the failure
+                    assert self._failure is not None
+                    raise self._failure from None
+            raise
+
+    async def _run_pump(self, connection: Connection) -> None:
         queue = self._queue
         self._direct = connection.send_nowait
         while True:

@@ -39,7 +39,8 @@ async def serve(registry: Registry, connection: Connection, name: DocumentName, 
         return
     metrics.CONNECTIONS.inc()
     fields["client"] = str(client.id)
-    # Three owned tasks; whichever ends first ends the connection. Not a TaskGroup: on
+    # Two owned tasks; whichever ends first ends the connection (a failure such as a full
+    # outbox ends the pump, even mid-send). Not a TaskGroup: on
     # Python 3.11 a TaskGroup whose child failed can swallow the caller's cancellation.
     tasks = [
         asyncio.create_task(
@@ -51,7 +52,6 @@ async def serve(registry: Registry, connection: Connection, name: DocumentName, 
                 registry.awareness_budgets.get(peer.user_id),
             )
         ),
-        asyncio.create_task(client.watch()),
         asyncio.create_task(client.pump(connection)),
     ]
     try:

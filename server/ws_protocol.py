@@ -321,6 +321,13 @@ class InkroomWebSocketProtocol(WebSocketsSansIOProtocol):
     async def send(self, message: Any) -> None:
         """uvicorn's ASGI send, with large binary messages framed through :data:`WIRE_CACHE`."""
         data = message.get("bytes") if message["type"] == "websocket.send" else None
+        if message["type"] == "websocket.accept":
+            await super().send(message)
+            if self.handshake_complete:
+                # The handshake's request and response (their header objects, ~4 KB)
+                # are never read again; the ASGI scope keeps what the app needs.
+                del self.request, self.response
+            return
         if (
             data is None
             or len(data) < COMPRESS_MIN_BYTES

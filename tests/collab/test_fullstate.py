@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pycrdt import Doc, Map
+from pycrdt import Array, Doc, Map
 
 from collab import fullstate
 from collab.fullstate import REBUILD_MIN_BYTES
@@ -41,7 +41,7 @@ async def settled(room: Room, writer: ScriptedPeer) -> None:
     changed = asyncio.Event()
     subscription = room.doc.observe(lambda _: changed.set())
     try:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             while True:
                 changed.clear()
                 if shapes(room.doc) == shapes(writer.doc):
@@ -139,8 +139,10 @@ def test_joiners_share_one_encoding_until_the_document_outgrows_it() -> None:
             registry = await stack.enter_async_context(
                 Registry(MemoryStore(), LocalBus(), limits=Limits())
             )
+            stack.callback(setattr, fullstate, "REBUILD_MIN_BYTES", REBUILD_MIN_BYTES)
+            fullstate.REBUILD_MIN_BYTES = 2048
             writer = await ScriptedPeer(registry, NAME, TUTOR).start(stack)
-            source = board(1200)
+            source = board(600)
             await writer.edit(lambda d: d.apply_update(source.get_update()))
             room = registry.rooms[NAME]
             await settled(room, writer)
@@ -159,16 +161,17 @@ def test_joiners_share_one_encoding_until_the_document_outgrows_it() -> None:
             assert "s1" not in shapes(second.doc)
             assert shapes(second.doc) == shapes(room.doc)
 
-            big = board(3000, seed=7)
+            big = board(400, seed=7)
             grown = {f"g{k}": v for k, v in shapes(big).items()}
-            await writer.edit(
-                lambda d: [
-                    d.get("shapes", type=Map).__setitem__(k, Map({"t": "p", "x": v["x"]}))
-                    for k, v in grown.items()
-                ]
-            )
+
+            def grow(d: Doc[Any]) -> None:
+                target = d.get("shapes", type=Map)
+                for key, value in grown.items():
+                    target[key] = Map({"t": "p", "pts": Array(value["pts"])})
+
+            await writer.edit(grow)
             await settled(room, writer)
-            assert room.size - shared.written_at > REBUILD_MIN_BYTES
+            assert shared.stale(room.size)
             third = await ScriptedPeer(registry, NAME, joiner(3)).start(stack)
             assert room._full is not shared  # encoded again: the last message stays short
             assert shapes(third.doc) == shapes(room.doc) == shapes(first.doc)
