@@ -237,6 +237,16 @@ async function storm () {
   await sleep(cfg.settle_s * 1000)
 
   const pids = serverPids()
+  // One join alone first: its time and CPU, a floor for every joiner of the storm.
+  const solo = new Client(urls[1], { want: state.length })
+  const soloCpu0 = cpuSeconds(pids)
+  await withDeadline(solo.connect(), cfg.storm_timeout_s, 'solo join')
+  const soloMs = solo.tFull - solo.tOpen
+  await sleep(cfg.tail_s * 1000)
+  const soloCpuMs = (cpuSeconds(pids) - soloCpu0) * 1000
+  solo.ws.terminate()
+  await sleep(cfg.settle_s * 1000)
+
   const joiners = urls.slice(2).map((url, i) => new Client(url, { keep: i === 0, want: state.length }))
   const rss0 = rssKb(pids)
   const cpu0 = cpuSeconds(pids)
@@ -293,7 +303,10 @@ async function storm () {
     // came as updates around it: Inkroom's slices come before its SyncStep2).
     partial_step2: ok.filter((c) => c.step2Bytes < 0.9 * state.length).length,
     min_sync_bytes: ok.length ? Math.min(...ok.map((c) => c.syncBytes)) : null,
+    solo_join_ms: soloMs,
+    solo_join_cpu_ms: soloCpuMs,
     server_cpu_s: cpu1 - cpu0,
+    storm_s: wall,
     server_cpu_ms_per_join: ok.length ? (cpu1 - cpu0) * 1000 / ok.length : null,
     server_rss_kb_before: rss0,
     server_rss_kb_after: rss1,

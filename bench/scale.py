@@ -169,7 +169,7 @@ def run_storm(kind: str, settings: Settings, round_no: int) -> dict[str, Any]:
             "doc_bytes": settings.doc_bytes,
             "connect_timeout_s": 30,
             "preload_timeout_s": 60,
-            "storm_timeout_s": 60 if settings.quick else 120,
+            "storm_timeout_s": 45 if settings.quick else 120,
             "settle_s": 1.0,
             "tail_s": 0.3,
         }
@@ -245,8 +245,8 @@ def run_10k(kind: str, settings: Settings, round_no: int) -> dict[str, Any]:
                     "mode": "hold",
                     "rooms": rooms[j :: settings.hold_procs],
                     "concurrency": 50,
-                    "connect_timeout_s": 300,
-                    "hold_max_s": 900,
+                    "connect_timeout_s": 600,
+                    "hold_max_s": 1500,
                     # Sources 127.0.0.2.. : a (source, port) pair per connection, so the
                     # ephemeral range is never the limit.
                     "local_addresses": [f"127.0.{j + 1}.{k}" for k in range(2, 18)],
@@ -263,10 +263,16 @@ def run_10k(kind: str, settings: Settings, round_no: int) -> dict[str, Any]:
                         preexec_fn=raise_nofile(settings.nofile),
                     )
                 )
-            deadline = time.monotonic() + 330
+            deadline = time.monotonic() + 630
             held = 0
             for h in holders:
-                held += int(json.loads(_read_line(h, deadline))["ready"])
+                try:
+                    held += int(json.loads(_read_line(h, deadline))["ready"])
+                except RuntimeError:
+                    kill(h, grace=1.0)
+                    assert h.stderr is not None
+                    why = h.stderr.read().decode(errors="replace")[-1500:]
+                    raise RuntimeError(f"holder failed: {why}\n{server.log_tail()}") from None
             connect_s = time.monotonic() - t0
             fds = len(os.listdir(f"/proc/{server.proc.pid}/fd"))
             rss_kb = _rss_kb(server.proc.pid)
@@ -325,6 +331,8 @@ def _line(case: str, r: dict[str, Any]) -> str:
             f"  timed out {r['timed_out']} (after {r['storm_timeout_s']:g} s)"
             f"  whole doc p99 {fmt(r['full_p99_ms'], '.0f')} ms"
             f"  cpu/join {fmt(r['server_cpu_ms_per_join'], '.1f')} ms"
+            f" (storm cpu {r['server_cpu_s']:.1f} s in {r['storm_s']:.0f} s)"
+            f"  one join alone {r['solo_join_ms']:.0f} ms, cpu {r['solo_join_cpu_ms']:.0f} ms"
             f"  synced {r['synced']}/{r['joiners']} of {r['doc_bytes'] / 1e6:.2f} MB"
             f"  partial-step2 {r['partial_step2']}  load cpu {r['load_cpu_util']:.2f}"
             f"  others {r['other_cpu_util']:.2f}"
@@ -367,6 +375,8 @@ TABLE: list[tuple[str, str, str, str, float]] = [
     ("storm", "step2_p50_ms", "join storm: sync step 2 p50 (s)", ".2f", 1e-3),
     ("storm", "full_p99_ms", "join storm: whole document p99 (s)", ".2f", 1e-3),
     ("storm", "server_cpu_ms_per_join", "join storm: server CPU per join (ms)", ".1f", 1.0),
+    ("storm", "solo_join_ms", "one join alone, same document: time to whole (ms)", ".0f", 1.0),
+    ("storm", "solo_join_cpu_ms", "one join alone: server CPU (ms)", ".0f", 1.0),
     ("idle", "rss_kb_per_conn", "idle: RSS per connection (KB)", ".1f", 1.0),
     ("idle", "idle_cpu_pct", "idle: server CPU while idle (%)", ".2f", 1.0),
     ("idle", "accept_cpu_per_1000_s", "CPU to accept 1,000 connections (s)", ".2f", 1.0),
@@ -386,12 +396,16 @@ def _cell(value: float | None, spec: str, case: str, server: str, results: Any) 
     rows = [r for r in results if r["case"] == case and r["server"] == server]
     late = [r for r in rows if r.get("timed_out")]
     if late:
-        whole = ", ".join(f"{r['synced']}/{r['joiners']}" for r in late)
-        return f"> {late[0]['storm_timeout_s']:g} s ({whole} whole by then)"
+        whole = ", ".join(
+            f"{r['synced']}/{r['joiners']} whole, CPU {r['server_cpu_s']:.0f} s" for r in late
+        )
+        return f"> {late[0]['storm_timeout_s']:g} s ({whole})"
     return "n/a"
 
 
 def report(results: list[dict[str, Any]], cases: list[str], servers: list[str]) -> str:
+    errors = [r for r in results if "error" in r]
+    results = [r for r in results if "error" not in r]
     for r in results:
         if r["case"] == "idle":
             r["accept_cpu_per_1000_s"] = r["accept_cpu_s"] * 1000 / r["connections"]
@@ -421,6 +435,9 @@ def report(results: list[dict[str, Any]], cases: list[str], servers: list[str]) 
             + f" | {ratio(med.get(INKROOM), med.get(PYCRDT))}"
             + f" | {'; '.join(checks) or 'ok'} |"
         )
+    lines.extend(
+        f"\nERROR {r['case']} {r['server']} round {r['round']}: {r['error']}" for r in errors
+    )
     return "\n".join(lines)
 
 
@@ -467,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         idle_connections=args.idle_connections,
         idle_s=args.idle_seconds
         if args.idle_seconds is not None
-        else (15.0 if args.quick else 30.0),
+        else (10.0 if args.quick else 30.0),
         classroom_rate=args.classroom_rate,
         held=args.held,
         held_room_size=20,
@@ -498,9 +515,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             shift = round_no % len(servers) if servers else 0
             for kind in servers[shift:] + servers[:shift]:
                 t0 = time.monotonic()
-                result = RUNNERS[case](kind, settings, round_no)
+                try:
+                    result = RUNNERS[case](kind, settings, round_no)
+                except Exception as exc:  # one failed run must not lose the others
+                    print(f"round {round_no} {case:9s} {kind:7s} ERROR: {exc}", flush=True)
+                    results.append(
+                        {"server": kind, "case": case, "round": round_no, "error": str(exc)}
+                    )
+                    continue
+                finally:
+                    if args.json:
+                        args.json.write_text(json.dumps(results, indent=1))
                 result.update(server=kind, case=case, round=round_no)
                 results.append(result)
+                if args.json:
+                    args.json.write_text(json.dumps(results, indent=1))
                 print(
                     f"round {round_no} {case:9s} {kind:7s} {_line(case, result)}  "
                     f"{'ok' if _ok(case, result) else 'CHECK FAILED'}  "
@@ -513,8 +542,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     all_servers = [s for s in (NODE, PYCRDT, INKROOM) if s in args.servers]
     print(report(results, cases, all_servers))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
     return 0
 
 
