@@ -359,12 +359,40 @@ def _line(case: str, r: dict[str, Any]) -> str:
     )
 
 
-def _ok(case: str, r: dict[str, Any]) -> bool:
+def _load_problem(r: dict[str, Any]) -> str | None:
+    """What went wrong in a ``load.mjs`` run: lost or corrupted updates, or only behind."""
+    if r["gaps"] or r["closed_early"]:
+        return f"gaps {r['gaps']}, closed {r['closed_early']}"
+    if r["missing_after_drain"]:
+        return f"behind: {r['missing_after_drain']} updates missing 10 s after writing stopped"
+    if not r["verified"]:
+        return "verifier's document differs"
+    return None
+
+
+def _problem(case: str, r: dict[str, Any]) -> str | None:
+    """None when the run completed and checked out, else what happened."""
     if case == "storm":
-        return bool(r["verified"] and r["synced"] == r["joiners"] and not r["closed_early"])
+        if r["verified"] and r["synced"] == r["joiners"] and not r["closed_early"]:
+            return None
+        return (
+            f"{r['joiners'] - r['synced']}/{r['joiners']} not whole after "
+            f"{r['storm_timeout_s']:g} s ({r['failed']} closed: {r['first_error']})"
+        )
     if case == "classroom":
-        return bool(r["verified"] and not r["gaps"] and not r["closed_early"])
-    return bool(r["verified"])
+        return _load_problem(r)
+    if case == "idle":
+        return None if r["verified"] else f"{r['closed_early']} closed while idle"
+    problems = [f"held {r['held']}"] if r["held_closed_early"] else []
+    for key in ("alone", "beside"):
+        why = _load_problem(r[key])
+        if why:
+            problems.append(f"{key}: {why}")
+    return "; ".join(problems) or None
+
+
+def _ok(case: str, r: dict[str, Any]) -> bool:
+    return _problem(case, r) is None
 
 
 # -- report --------------------------------------------------------------------------------
@@ -396,10 +424,8 @@ def _cell(value: float | None, spec: str, case: str, server: str, results: Any) 
     rows = [r for r in results if r["case"] == case and r["server"] == server]
     late = [r for r in rows if r.get("timed_out")]
     if late:
-        whole = ", ".join(
-            f"{r['synced']}/{r['joiners']} whole, CPU {r['server_cpu_s']:.0f} s" for r in late
-        )
-        return f"> {late[0]['storm_timeout_s']:g} s ({whole})"
+        whole = ", ".join(f"{r['synced']}/{r['joiners']}" for r in late)
+        return f"> {late[0]['storm_timeout_s']:g} s ({whole} whole)"
     return "n/a"
 
 
@@ -415,26 +441,33 @@ def report(results: list[dict[str, Any]], cases: list[str], servers: list[str]) 
         " | Inkroom/pycrdt | checks |",
         "|---" * (len(cols) + 4) + "|",
     ]
+    notes: list[str] = []
     for case, key, label, spec, scale in TABLE:
         if case not in cases:
             continue
         med: dict[str, float | None] = {}
-        checks = []
+        bad: list[str] = []
         for s in cols:
             rows = [r for r in results if r["case"] == case and r["server"] == s]
             m = median(rows, key)
             med[s] = None if m is None else m * scale
-            bad = [r["round"] for r in rows if not _ok(case, r)]
-            if bad:
-                checks.append(f"{s} FAILED in round {bad}")
+            for r in rows:
+                problem = _problem(case, r)
+                if problem:
+                    bad.append(f"{s} r{r['round']}")
+                    note = f"- {case}, {SERVER_LABELS[s]}, round {r['round']}: {problem}"
+                    if note not in notes:
+                        notes.append(note)
         cells = [_cell(med[s], spec, case, s, results) for s in cols]
         lines.append(
             f"| {label} | "
             + " | ".join(cells)
             + f" | {ratio(med.get(INKROOM), med.get(NODE))}"
             + f" | {ratio(med.get(INKROOM), med.get(PYCRDT))}"
-            + f" | {'; '.join(checks) or 'ok'} |"
+            + f" | {('see below: ' + ', '.join(bad)) if bad else 'ok'} |"
         )
+    if notes:
+        lines += ["", "Checks:", *notes]
     lines.extend(
         f"\nERROR {r['case']} {r['server']} round {r['round']}: {r['error']}" for r in errors
     )
@@ -532,7 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.json.write_text(json.dumps(results, indent=1))
                 print(
                     f"round {round_no} {case:9s} {kind:7s} {_line(case, result)}  "
-                    f"{'ok' if _ok(case, result) else 'CHECK FAILED'}  "
+                    f"{_problem(case, result) or 'ok'}  "
                     f"({time.monotonic() - t0:.0f} s)",
                     flush=True,
                 )
