@@ -7,8 +7,9 @@ drives it with stock y-websocket clients from Node (``bench/scale.mjs``, and
 ``bench/load.mjs`` for the classroom load). Cases:
 
 * ``storm``: a board document of about 2 MB (strokes written by one client, identical
-  bytes for every server) is preloaded, then 200 clients join at once: each one's time to
-  the server's SyncStep2 (p50/p99) and the server's CPU per join;
+  bytes for every server) is preloaded; one client joins alone (time and server CPU),
+  then 200 clients join at once: each one's time to the server's SyncStep2 and to the
+  whole document (p50/p99) and the server's CPU per join;
 * ``idle``: 50 rooms opened, then 1,000 connections spread over them: the server CPU to
   accept and sync them (the "accept cost"), RSS per connection, and the server's CPU %
   while they sit idle for 30 s;
