@@ -27,6 +27,7 @@ import WebSocket from 'ws'
 import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
+import { cpuTicks, descendants, machineTicks, rssKb } from './procstat.mjs'
 
 // The config is JSON, inline or as @file (30 rooms of per-connection tokens exceed argv).
 const arg = process.argv[2]
@@ -55,56 +56,6 @@ function syncMessage (type, payload) {
 
 function log (...args) {
   process.stderr.write('[load] ' + args.join(' ') + '\n')
-}
-
-// -- /proc ----------------------------------------------------------------------------
-
-function descendants (root) {
-  const parent = new Map()
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'latin1')
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      parent.set(Number(name), Number(fields[1]))
-    } catch { /* gone */ }
-  }
-  const out = [root]
-  for (let i = 0; i < out.length; i++) {
-    for (const [pid, ppid] of parent) if (ppid === out[i]) out.push(pid)
-  }
-  return out
-}
-
-function cpuTicks (pids) {
-  // utime + stime of each live process; cutime + cstime cover reaped children.
-  let ticks = 0
-  for (const pid of pids) {
-    try {
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1')
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])
-    } catch { /* gone */ }
-  }
-  return ticks
-}
-
-function machineTicks () {
-  // Busy and total ticks of all CPUs (first line of /proc/stat).
-  const f = fs.readFileSync('/proc/stat', 'latin1').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
-  const total = f.slice(0, 8).reduce((a, b) => a + b, 0)
-  return { busy: total - f[3] - f[4], total }
-}
-
-function rssKb (pids) {
-  let kb = 0
-  for (const pid of pids) {
-    try {
-      const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'latin1'))
-      if (m) kb += Number(m[1])
-    } catch { /* gone */ }
-  }
-  return kb
 }
 
 // -- state ------------------------------------------------------------------------------

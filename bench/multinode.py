@@ -33,24 +33,21 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from bench.relay import (
-    CASES,
+from bench.harness import (
     HOST,
-    LOAD,
     SECRET,
     WORK,
-    Case,
-    Timing,
-    _ensure_node_modules,
-    _fmt,
-    _free_port,
-    _kill,
-    _load_avg,
-    _spawn,
-    _wait_listening,
+    ensure_node_modules,
+    fmt,
+    free_port,
     issue_tokens,
+    kill,
     load_argument,
+    load_avg,
+    spawn,
+    wait_listening,
 )
+from bench.relay import CASES, LOAD, Case, Timing
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,7 +65,7 @@ def _publishes(redis_url: str) -> int:
 
 
 def _node(workdir: Path, name: str, redis_url: str | None, prefix: str) -> tuple[Any, int]:
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ)
     env.update(
         INKROOM_SECRET=SECRET,
@@ -84,9 +81,9 @@ def _node(workdir: Path, name: str, redis_url: str | None, prefix: str) -> tuple
     argv = [str(inkroom), "serve", "--host", HOST, "--port", str(port)]
     argv += ["--data-dir", str(workdir / name)]
     log = (workdir / f"{name}.log").open("wb")
-    proc = _spawn(argv, env, stdout=log, stderr=subprocess.STDOUT)
+    proc = spawn(argv, env, stdout=log, stderr=subprocess.STDOUT)
     log.close()
-    _wait_listening(proc, port)
+    wait_listening(proc, port)
     return proc, port
 
 
@@ -128,7 +125,7 @@ def run(layout: str, case: Case, timing: Timing, round_no: int, redis_url: str) 
             "clk_tck": os.sysconf("SC_CLK_TCK"),
         }
         before = _publishes(redis_url) if two else 0
-        load = _spawn(
+        load = spawn(
             ["node", str(LOAD), load_argument(workdir, config)],
             dict(os.environ),
             stdout=subprocess.PIPE,
@@ -147,9 +144,9 @@ def run(layout: str, case: Case, timing: Timing, round_no: int, redis_url: str) 
         return result
     finally:
         if load is not None:
-            _kill(load, grace=1.0)
+            kill(load, grace=1.0)
         for proc in procs:
-            _kill(proc)
+            kill(proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -162,9 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     timing = Timing(warmup_s=0.5 if args.quick else 1.0, measure_s=2.0 if args.quick else 5.0)
     cases = [c for c in CASES if c.name in args.cases]
-    _ensure_node_modules()
+    ensure_node_modules()
     WORK.mkdir(exist_ok=True)
-    print(f"# multi-node relay: load average at start {_load_avg()}", flush=True)
+    print(f"# multi-node relay: load average at start {load_avg()}", flush=True)
     rows = []
     for round_no in range(args.rounds):
         for case in cases:
@@ -178,15 +175,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(
                     f"round {round_no} {case.name:7s} {layout:8s} "
                     f"{r['delivered_per_s']:>9,.0f} upd/s  "
-                    f"{_fmt(r['server_cpu_us_per_update'], '.1f'):>6s} us/upd  "
-                    f"p50 {_fmt(r['p50_ms'], '.2f')} ms  p99 {_fmt(r['p99_ms'], '.2f')} ms  "
+                    f"{fmt(r['server_cpu_us_per_update'], '.1f'):>6s} us/upd  "
+                    f"p50 {fmt(r['p50_ms'], '.2f')} ms  p99 {fmt(r['p99_ms'], '.2f')} ms  "
                     f"redis publishes {pub}"
                     + (f" ({pub / written:.2f}/written" if written else "")
                     + (f", {pub / delivered_total:.3f}/delivered)" if delivered_total else "")
                     + f"  {'ok' if r['verified'] and not r['gaps'] else 'CHECK FAILED'}",
                     flush=True,
                 )
-    print(f"# load average at end {_load_avg()}")
+    print(f"# load average at end {load_avg()}")
     return 0
 
 

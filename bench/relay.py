@@ -22,39 +22,42 @@ the end of its case, and on any error or interrupt.
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import os
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-WORK = BENCH / ".work"
-LOAD = BENCH / "load.mjs"
-NODE_SERVER = BENCH / "node_modules" / ".bin" / "y-websocket"
-PYCRDT_SERVER = BENCH / "pycrdt_server.py"
-HOST = "127.0.0.1"
-SECRET = "bench-secret-not-for-production-0123456789abcdef"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-INKROOM = "inkroom"
-NODE = "node"
-PYCRDT = "pycrdt"
-SERVER_LABELS = {
-    INKROOM: "Inkroom",
-    NODE: "@y/websocket-server 0.1.1",
-    PYCRDT: "pycrdt-websocket 0.16.5",
-}
+from bench.harness import (
+    BENCH,
+    INKROOM,
+    NODE,
+    PYCRDT,
+    SERVER_LABELS,
+    WORK,
+    Server,
+    ensure_node_modules,
+    fmt,
+    free_port,
+    install_cleanup,
+    kill,
+    load_argument,
+    load_avg,
+    median,
+    ratio,
+    source_state,
+    spawn,
+    stop_py_spy,
+)
+
+LOAD = BENCH / "load.mjs"
 
 
 @dataclass(frozen=True)
@@ -84,186 +87,61 @@ class Timing:
     connect_timeout_s: float = 60.0
 
 
-# -- subprocesses ----------------------------------------------------------------------
-
-_live: list[subprocess.Popen[bytes]] = []
-
-
-def _spawn(argv: Sequence[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[bytes]:
-    proc: subprocess.Popen[bytes] = subprocess.Popen(
-        list(argv), env=env, cwd=ROOT, start_new_session=True, **kwargs
+def drive_load(
+    server: Server, case: Case, timing: Timing, round_no: int, tag: str = ""
+) -> dict[str, Any]:
+    """Run ``load.mjs`` with ``case`` against a started server (rooms named by the round,
+    the case and ``tag``, so that runs on one server use rooms of their own)."""
+    assert server.proc is not None
+    names = [f"r{round_no}{tag}-{case.name}-{i:02d}" for i in range(case.rooms)]
+    server.issue_tokens(names, case.readers)
+    rooms = [server.room_config(name, case.readers) for name in names]
+    config = {
+        "rooms": rooms,
+        "readers": case.readers,
+        "mode": case.mode,
+        "rate": case.rate,
+        "window": case.window,
+        "items": 8,
+        "warmup_s": timing.warmup_s,
+        "measure_s": timing.measure_s,
+        "drain_s": timing.drain_s,
+        "connect_timeout_s": timing.connect_timeout_s,
+        "server_pid": server.proc.pid,
+        "clk_tck": os.sysconf("SC_CLK_TCK"),
+    }
+    load = spawn(
+        ["node", str(LOAD), load_argument(server.workdir, config)],
+        dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    _live.append(proc)
-    return proc
-
-
-def _kill(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """SIGTERM to the process group, SIGKILL after ``grace`` seconds."""
-    if proc in _live:
-        _live.remove(proc)
-    if proc.poll() is not None:
-        return
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
+        budget = timing.connect_timeout_s + timing.warmup_s + timing.measure_s + timing.drain_s
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        proc.wait(timeout=grace)
-
-
-def _kill_all() -> None:
-    for proc in list(_live):
-        _kill(proc, grace=2.0)
-
-
-def _on_signal(signum: int, _frame: object) -> None:
-    _kill_all()
-    sys.exit(128 + signum)
-
-
-def _stop_py_spy(proc: subprocess.Popen[bytes]) -> None:
-    if proc in _live:
-        _live.remove(proc)
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
+            out, err = load.communicate(timeout=budget + 30)
         except subprocess.TimeoutExpired:
-            _kill(proc, grace=1.0)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before listening")
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server not listening on {port} after {timeout:g} s")
-
-
-# -- servers ---------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    kind: str
-    port: int
-    workdir: Path
-    proc: subprocess.Popen[bytes] | None = None
-    # Per room: the writer's token, then one per reader (each connection its own user:
-    # the server allows 16 connections per user, docs/security.md).
-    tokens: dict[str, list[str]] = field(default_factory=dict)
-
-    def start(self) -> None:
-        env = dict(os.environ)
-        if self.kind == INKROOM:
-            env.update(
-                INKROOM_SECRET=SECRET,
-                INKROOM_MESSAGES_PER_SECOND="1000000",
-                INKROOM_MESSAGE_BURST="1000000",
-                INKROOM_OUTBOX_MESSAGES="100000",
-                INKROOM_LOG_LEVEL="WARNING",
+            raise RuntimeError("load process timed out") from None
+        if load.returncode != 0 or not out.strip():
+            raise RuntimeError(
+                f"load process failed ({load.returncode}): {err.decode(errors='replace')[-2000:]}"
+                f"\n-- server log --\n{server.log_tail()}"
             )
-            inkroom = Path(sys.executable).with_name("inkroom")
-            argv = [
-                str(inkroom),
-                "serve",
-                "--host",
-                HOST,
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(self.workdir / "data"),
-            ]
-        elif self.kind == NODE:
-            env.update(HOST=HOST, PORT=str(self.port))
-            argv = [str(NODE_SERVER)]
-        elif self.kind == PYCRDT:
-            argv = [sys.executable, str(PYCRDT_SERVER), "--host", HOST, "--port", str(self.port)]
-        else:
-            raise ValueError(self.kind)
-        log = (self.workdir / f"{self.kind}.log").open("wb")
-        self.proc = _spawn(argv, env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        _wait_listening(self.proc, self.port)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            _kill(self.proc)
-
-    def issue_tokens(self, rooms: Sequence[str], readers: int) -> None:
-        if self.kind == INKROOM:
-            self.tokens.update(issue_tokens(rooms, readers + 1))
-
-    def url(self, room: str, connection: int = 0) -> str:
-        if self.kind == INKROOM:
-            return f"ws://{HOST}:{self.port}/ws/{room}?token={self.tokens[room][connection]}"
-        return f"ws://{HOST}:{self.port}/{room}"
-
-    def room_config(self, room: str, readers: int) -> dict[str, Any]:
-        config: dict[str, Any] = {"name": room, "url": self.url(room)}
-        if self.kind == INKROOM:
-            config["reader_urls"] = [self.url(room, i + 1) for i in range(readers)]
-        return config
-
-    def log_tail(self, lines: int = 20) -> str:
-        path = self.workdir / f"{self.kind}.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def issue_tokens(rooms: Sequence[str], per_room: int) -> dict[str, list[str]]:
-    """Inkroom tokens, made by ``python -c`` calling ``server.auth.issue`` (TUTOR role):
-    ``per_room`` per room, each its own user (the server allows 16 connections per user)."""
-    code = (
-        "import json, sys; from server.auth import Role, issue; "
-        "n = int(sys.argv[2]); "
-        "print(json.dumps({r: [issue(sys.argv[1], classroom=r, role=Role.TUTOR, "
-        "user_id=f'{r}-u{i}', ttl=3600) for i in range(n)] for r in sys.argv[3:]}))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, SECRET, str(per_room), *rooms],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    ).stdout
-    tokens: dict[str, list[str]] = json.loads(out)
-    return tokens
-
-
-def load_argument(workdir: Path, config: dict[str, Any]) -> str:
-    """The load generator's argument: its config as ``@file`` (per-connection tokens for
-    30 rooms exceed what a command line holds)."""
-    path = workdir / "load.json"
-    path.write_text(json.dumps(config))
-    return f"@{path}"
+    finally:
+        kill(load, grace=1.0)
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    result["server"] = server.kind
+    result["case"] = case.name
+    result["round"] = round_no
+    result["load_log"] = err.decode(errors="replace").strip()
+    return result
 
 
 def run_case(
     kind: str, case: Case, timing: Timing, round_no: int, profile_dir: Path | None = None
 ) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=WORK))
-    server = Server(kind, _free_port(), workdir)
-    load: subprocess.Popen[bytes] | None = None
+    server = Server(kind, free_port(), workdir)
     spy: subprocess.Popen[bytes] | None = None
     try:
         server.start()
@@ -272,7 +150,7 @@ def run_case(
             # Collapsed stacks of the whole run (handshakes included); SIGINT writes them.
             profile_dir.mkdir(parents=True, exist_ok=True)
             out_path = profile_dir / f"{kind}-{case.name}-r{round_no}.txt"
-            spy = _spawn(
+            spy = spawn(
                 # --gil: only samples holding the GIL, i.e. Python running (a thread
                 # inside send() or epoll_wait() releases it), closer to on-CPU time.
                 [
@@ -293,51 +171,10 @@ def run_case(
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        names = [f"r{round_no}-{case.name}-{i:02d}" for i in range(case.rooms)]
-        server.issue_tokens(names, case.readers)
-        rooms = [server.room_config(name, case.readers) for name in names]
-        config = {
-            "rooms": rooms,
-            "readers": case.readers,
-            "mode": case.mode,
-            "rate": case.rate,
-            "window": case.window,
-            "items": 8,
-            "warmup_s": timing.warmup_s,
-            "measure_s": timing.measure_s,
-            "drain_s": timing.drain_s,
-            "connect_timeout_s": timing.connect_timeout_s,
-            "server_pid": server.proc.pid,
-            "clk_tck": os.sysconf("SC_CLK_TCK"),
-        }
-        load = _spawn(
-            ["node", str(LOAD), load_argument(workdir, config)],
-            dict(os.environ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        budget = timing.connect_timeout_s + timing.warmup_s + timing.measure_s + timing.drain_s
-        try:
-            out, err = load.communicate(timeout=budget + 30)
-        except subprocess.TimeoutExpired:
-            _kill(load, grace=1.0)
-            raise RuntimeError("load process timed out") from None
-        if load.returncode != 0 or not out.strip():
-            raise RuntimeError(
-                f"load process failed ({load.returncode}): {err.decode(errors='replace')[-2000:]}"
-                f"\n-- server log --\n{server.log_tail()}"
-            )
-        result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
-        result["server"] = kind
-        result["case"] = case.name
-        result["round"] = round_no
-        result["load_log"] = err.decode(errors="replace").strip()
-        return result
+        return drive_load(server, case, timing, round_no)
     finally:
-        if load is not None:
-            _kill(load, grace=1.0)
         if spy is not None:
-            _stop_py_spy(spy)
+            stop_py_spy(spy)
         server.stop()
         # The server's output outlives its data dir: errors during a run are worth reading.
         log = workdir / f"{kind}.log"
@@ -348,21 +185,6 @@ def run_case(
 
 
 # -- report ----------------------------------------------------------------------------
-
-
-def _median(results: list[dict[str, Any]], key: str) -> float | None:
-    values = [float(r[key]) for r in results if r.get(key) is not None]
-    return statistics.median(values) if values else None
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
-def _ratio(a: float | None, b: float | None) -> str:
-    if a is None or b is None or b == 0:
-        return "n/a"
-    return f"{a / b:.2f}"
 
 
 COLUMNS: list[tuple[str, str, str]] = [
@@ -408,9 +230,9 @@ def report(results: list[dict[str, Any]], cases: list[Case], servers: list[str])
         for s in servers:
             if not rows[s]:
                 continue
-            med[s] = {key: _median(rows[s], key) for key, _, _ in COLUMNS}
+            med[s] = {key: median(rows[s], key) for key, _, _ in COLUMNS}
             ok = all(r["verified"] and not r["gaps"] and not r["closed_early"] for r in rows[s])
-            cells = [_fmt(med[s][key], spec) for key, _, spec in COLUMNS]
+            cells = [fmt(med[s][key], spec) for key, _, spec in COLUMNS]
             check = (
                 "ok"
                 if ok
@@ -428,7 +250,7 @@ def report(results: list[dict[str, Any]], cases: list[Case], servers: list[str])
                 if other not in med:
                     continue
                 ratios = ", ".join(
-                    f"{label} {_ratio(med[INKROOM][key], med[other][key])}"
+                    f"{label} {ratio(med[INKROOM][key], med[other][key])}"
                     for key, label in RATIO_KEYS
                 )
                 parts.append(f"Inkroom/{SERVER_LABELS[other].split()[0]}: {ratios}")
@@ -438,35 +260,6 @@ def report(results: list[dict[str, Any]], cases: list[Case], servers: list[str])
 
 
 # -- main ------------------------------------------------------------------------------
-
-
-def _load_avg() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def _source_state() -> str:
-    """The Inkroom code measured: the commit, plus the files changed in the work tree."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "collab", "server", "pyproject.toml"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.split("\n")
-    except OSError:
-        return "unknown"
-    changed = [line[3:] for line in dirty if line.strip()]
-    return head + (f" + uncommitted changes in {', '.join(changed)}" if changed else "")
-
-
-def _ensure_node_modules() -> None:
-    if NODE_SERVER.exists() and (BENCH / "node_modules" / "yjs").exists():
-        return
-    print("installing bench/node_modules (npm ci) ...", file=sys.stderr)
-    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BENCH, check=True, timeout=600)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -498,18 +291,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     cases = [c for c in CASES if c.name in args.cases]
     servers: list[str] = args.servers
 
-    atexit.register(_kill_all)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    _ensure_node_modules()
+    install_cleanup()
+    ensure_node_modules()
     WORK.mkdir(exist_ok=True)
 
     print(
         f"# relay benchmark: warm-up {timing.warmup_s:g} s, measure {timing.measure_s:g} s, "
-        f"{args.rounds} round(s); load average at start {_load_avg()}",
+        f"{args.rounds} round(s); load average at start {load_avg()}",
         flush=True,
     )
-    print(f"# inkroom source: {_source_state()}", flush=True)
+    print(f"# inkroom source: {source_state()}", flush=True)
     results: list[dict[str, Any]] = []
     for round_no in range(args.rounds):
         for case in cases:
@@ -522,16 +313,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(
                     f"round {round_no} {case.name:7s} {kind:8s} "
                     f"{result['delivered_per_s']:>10,.0f} upd/s  "
-                    f"{_fmt(result['server_cpu_us_per_update'], '.1f'):>6s} us/upd  "
-                    f"p50 {_fmt(result['p50_ms'], '.2f')} ms  "
-                    f"p99 {_fmt(result['p99_ms'], '.2f')} ms  "
+                    f"{fmt(result['server_cpu_us_per_update'], '.1f'):>6s} us/upd  "
+                    f"p50 {fmt(result['p50_ms'], '.2f')} ms  "
+                    f"p99 {fmt(result['p99_ms'], '.2f')} ms  "
                     f"rss {result['server_rss_kb'] / 1024:.0f} MB  "
                     f"load cpu {result['load_cpu_util']:.2f}  "
                     f"others {result['other_cpu_util']:.2f}  "
                     f"{'ok' if result['verified'] and not result['gaps'] else 'CHECK FAILED'}",
                     flush=True,
                 )
-    print(f"# load average at end {_load_avg()}\n")
+    print(f"# load average at end {load_avg()}\n")
     print(report(results, cases, servers))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
