@@ -65,6 +65,124 @@ def to_data(doc: Doc[Any]) -> dict[str, Any]:
     return {name: root.to_py() for name, root in sorted(roots(doc).items())}
 
 
+Path = tuple[str | int, ...]
+MAX_DEPTH = 64
+
+
+def shared_paths(doc: Doc[Any]) -> list[list[str | int]]:
+    """Where :func:`to_data` flattened a nested shared type into plain data: the path (keys
+    and indexes from the root) of every nested ``Map``/``Array``/``Text``, so an import can
+    rebuild them (the board's shapes are maps, ink points arrays)."""
+    out: list[list[str | int]] = []
+
+    def walk(value: Any, path: Path) -> None:
+        if isinstance(value, Map):
+            items: Any = sorted(value.items())
+        elif isinstance(value, Array):
+            items = enumerate(value)
+        else:
+            return
+        for key, child in items:
+            if _is_shared(child):
+                out.append([*path, key])
+                walk(child, (*path, key))
+
+    for name, root in sorted(roots(doc).items()):
+        walk(root, (name,))
+    return out
+
+
+def from_data(content: Any, shared: Any = None) -> Doc[Any]:
+    """A fresh document built from plain data (the ``content`` of :func:`to_data`): at the
+    top, an object is a ``Map``, an array an ``Array``, a string a ``Text``; below, a value
+    is a shared type where ``shared`` (as from :func:`shared_paths`) names its path, plain
+    JSON elsewhere.
+
+    Raises:
+        ValueError: with the exact fault (a root of another kind, a ``shared`` path that is
+            not an object or array of ``content``, nesting deeper than ``MAX_DEPTH``).
+    """
+    if not isinstance(content, dict):
+        raise ValueError("content must be an object of roots")  # noqa: TRY004 - bad input
+    marked = _marks(content, shared)
+    doc: Doc[Any] = Doc()
+    with doc.transaction():
+        for name, value in content.items():
+            if isinstance(value, dict):
+                kept = doc.get(name, type=Map)
+                for key, child in value.items():
+                    kept[key] = _build(child, (name, key), marked)
+            elif isinstance(value, list):
+                doc.get(name, type=Array).extend(
+                    [_build(c, (name, i), marked) for i, c in enumerate(value)]
+                )
+            elif isinstance(value, str):
+                doc.get(name, type=Text).insert(0, value)
+            else:
+                kind = "an object, an array or a string"
+                raise ValueError(f"root {name[:80]!r} must be {kind}")  # noqa: TRY004
+    return doc
+
+
+def _marks(content: dict[str, Any], shared: Any) -> set[Path]:
+    if shared is None:
+        return set()
+    if not isinstance(shared, list) or not all(isinstance(p, list) for p in shared):
+        raise ValueError("shared must be a list of paths (lists of keys and indexes)")
+    marked: set[Path] = set()
+    for raw in shared:
+        path: Path = tuple(raw)
+        if len(path) < 2 or len(path) > MAX_DEPTH:
+            raise ValueError(f"shared path {raw!r:.80} must name a value below a root")
+        value: Any = content
+        for step in path:
+            keyed = isinstance(value, dict) and isinstance(step, str) and step in value
+            indexed = (
+                isinstance(value, list)
+                and isinstance(step, int)
+                and not isinstance(step, bool)
+                and 0 <= step < len(value)
+            )
+            if keyed or indexed:
+                value = value[step]
+            else:
+                raise ValueError(f"shared path {raw!r:.80} is not in content")
+        if not isinstance(value, dict | list | str):
+            raise ValueError(  # noqa: TRY004 - bad input
+                f"shared path {raw!r:.80} is not an object, array or string"
+            )
+        marked.add(path)
+    return marked
+
+
+def _build(value: Any, path: Path, marked: set[Path]) -> Any:
+    if len(path) > MAX_DEPTH:
+        raise ValueError(f"content is nested deeper than {MAX_DEPTH} levels")
+    if path not in marked:
+        _check_plain(value, len(path))
+        return value
+    if isinstance(value, dict):
+        return Map({k: _build(v, (*path, k), marked) for k, v in value.items()})
+    if isinstance(value, list):
+        return Array([_build(v, (*path, i), marked) for i, v in enumerate(value)])
+    return Text(value)
+
+
+def _check_plain(value: Any, depth: int) -> None:
+    """Plain JSON only (what ``json.loads`` gives), and not nested without bound."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"content is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for v in value.values():
+            _check_plain(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _check_plain(v, depth + 1)
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1 << 53:
+        # Yjs numbers are doubles: a larger integer would come back changed.
+        raise ValueError(f"integer {value} is beyond the 53 bits a Yjs number holds")
+
+
 def from_update(update: bytes) -> Doc[Any]:
     """A fresh document holding ``update``. Raises ``ValueError`` if it is corrupt."""
     doc: Doc[Any] = Doc()

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from pycrdt import Doc
 
 from collab.adapters.sql_store import SqlStore
-from collab.content import converge, from_update, to_data
+from collab.content import converge, from_data, from_update, to_data
 from collab.ports import DocumentName, PastState, Store
 from collab.updates import decode_state_vector
 
@@ -130,11 +130,21 @@ class Inspector:
                 room.doc.apply_update(update)
             return len(room.doc.get_update()) - before
 
-    async def restore(self, name: DocumentName, at: datetime) -> dict[str, Any]:
-        """Makes the document's content what it was at ``at``, as a new forward change
-        (one server-origin update every client receives like any other)."""
-        past = await self.state_at(name, at)
-        target = from_update(past.update)
+    async def import_data(self, name: DocumentName, body: Any) -> int:
+        """Makes the document's content ``body["content"]`` (plain data, as exported with
+        ``format=json``; ``body["shared"]`` names nested shared types) as one forward
+        change; returns its size in bytes. Roots the body lacks are emptied.
+
+        Raises:
+            ValueError: the body is not such an object; nothing was changed.
+        """
+        if not isinstance(body, dict) or "content" not in body:
+            raise ValueError('body must be {"content": {root: data}, "shared": [paths]?}')
+        # Built on a scratch document first: a malformed body stops here, untouched.
+        target = from_data(body["content"], body.get("shared"))
+        return await self._converge(name, target)
+
+    async def _converge(self, name: DocumentName, target: Doc[Any]) -> int:
         async with self._state.registry.hold(name) as room:
             changes: list[bytes] = []
             sub = room.doc.observe(lambda e: changes.append(e.update))
@@ -143,11 +153,14 @@ class Inspector:
                     converge(room.doc, target)
             finally:
                 room.doc.unobserve(sub)
-        return {
-            "restored_to": at.isoformat(),
-            "seq": past.seq,
-            "change_bytes": sum(map(len, changes)),
-        }
+        return sum(map(len, changes))
+
+    async def restore(self, name: DocumentName, at: datetime) -> dict[str, Any]:
+        """Makes the document's content what it was at ``at``, as a new forward change
+        (one server-origin update every client receives like any other)."""
+        past = await self.state_at(name, at)
+        change = await self._converge(name, from_update(past.update))
+        return {"restored_to": at.isoformat(), "seq": past.seq, "change_bytes": change}
 
     # -- connections -----------------------------------------------------------------
 

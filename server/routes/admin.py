@@ -8,6 +8,7 @@ cannot be written, nothing runs (503).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from collab.content import from_update, to_data
+from collab.content import from_update, shared_paths, to_data
 from collab.ports import MAX_HISTORY_PAGE, DocumentName
 
 from ..admin import Inspector
@@ -302,7 +303,9 @@ async def export(request: Request, ins: Inspector, who: Principal, note: Note) -
     name = _name(request)
     doc, _ = await ins.current(name)
     if request.query_params.get("format") == "json":
-        return JSONResponse({"document": name, "content": to_data(doc)})
+        return JSONResponse(
+            {"document": name, "content": to_data(doc), "shared": shared_paths(doc)}
+        )
     return _binary(doc.get_update(), f"{name}.yjs")
 
 
@@ -317,11 +320,29 @@ async def import_(request: Request, ins: Inspector, who: Principal, note: Note) 
         body += chunk
         if len(body) > limit:
             return error(413, f"an import is at most {limit} bytes", "too_large")
+    note.detail = f"{len(body)} bytes"
+    if request.headers.get("content-type", "").split(";")[0].strip() == "application/json":
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise BadInput(f"the body is not JSON: {str(exc)[:120]}") from exc
+        try:
+            change = await ins.import_data(name, data)
+        except ValueError as exc:
+            raise BadInput(f"nothing imported: {exc}") from exc
+        note.detail += " json"
+        return JSONResponse(
+            {
+                "document": name,
+                "imported_bytes": len(body),
+                "format": "json",
+                "change_bytes": change,
+            }
+        )
     try:
         grew = await ins.import_update(name, body)
     except ValueError as exc:
         raise BadInput("the body is not a Yjs update") from exc
-    note.detail = f"{len(body)} bytes"
     return JSONResponse({"document": name, "imported_bytes": len(body), "grew_by": grew})
 
 

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pycrdt import Doc, Map
+from pycrdt import Array, Doc, Map, Text
 from sqlalchemy import func, select
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from collab.content import from_update, to_data
 from collab.protocol import SyncUpdate, decode
 from server.app import create_app
 from server.audit import audit_table
@@ -222,6 +223,59 @@ def test_document_as_data_history_state_at_export_import(client: TestClient) -> 
     bad_name = client.get("/api/admin/documents/c1/a%20b", headers=admin)
     assert bad_name.status_code == 400
     assert bad_name.json()["error"] == "invalid document name 'c1/a b'"
+
+
+def test_json_import_builds_shared_types_as_a_forward_change_and_refuses_malformed_json(
+    client: TestClient,
+) -> None:
+    admin = bearer(token(Role.ADMIN, "ops", classroom="admin"))
+    as_json = {**admin, "content-type": "application/json"}
+    body: dict[str, Any] = {
+        "content": {"shapes": {"s1": {"t": "ink", "pts": [1, 2, 3]}}, "title": "Lesson"},
+        "shared": [["shapes", "s1"], ["shapes", "s1", "pts"]],
+    }
+    with client.websocket_connect(f"/ws/c1/json?token={token(Role.TUTOR, 'ada')}") as ws:
+        ws.receive_bytes()  # SyncStep1
+        _write(ws, "kept", 1)
+        r = client.post("/api/admin/import/c1/json", json=body, headers=admin)
+        assert r.status_code == 200, r.text
+        assert r.json()["format"] == "json"
+        assert r.json()["change_bytes"] > 0
+        # The connected client receives the import as one ordinary update.
+        seen: Doc[Any] = Doc()
+        seen.get("map", type=Map)
+        while "shapes" not in to_data(seen):
+            message = decode(ws.receive_bytes())
+            if isinstance(message, SyncUpdate):
+                seen.apply_update(message.update)
+        assert to_data(seen)["shapes"] == body["content"]["shapes"]
+    exported = client.get("/api/admin/export/c1/json", headers=admin)
+    doc = from_update(exported.content)
+    shape = doc.get("shapes", type=Map)["s1"]
+    assert isinstance(shape, Map)
+    assert isinstance(shape["pts"], Array)  # as the board draws them
+    assert str(doc.get("title", type=Text)) == "Lesson"
+    assert doc.get("map", type=Map).to_py() == {}  # a root the import lacks is emptied
+    # Export as JSON, import it back: nothing changes.
+    again = client.get("/api/admin/export/c1/json?format=json", headers=admin).json()
+    assert again["shared"] == body["shared"]
+    same = client.post("/api/admin/import/c1/json", json=again, headers=admin)
+    assert same.json()["change_bytes"] == 0
+    for raw, error in [
+        (b"{not json", "the body is not JSON: Expecting property name enclosed in double quotes"),
+        (b"[1, 2]", 'nothing imported: body must be {"content": {root: data}, "shared": [paths]?}'),
+        (b'{"content": {"n": 1}}', "nothing imported: root 'n' must be an object, an array or"),
+        (
+            b'{"content": {"m": {}}, "shared": [["m", "x"]]}',
+            "nothing imported: shared path ['m', 'x'] is not in content",
+        ),
+        (b"[" * 100_000, "the body is not JSON"),
+    ]:
+        refused = client.post("/api/admin/import/c1/json", content=raw, headers=as_json)
+        assert refused.status_code == 400, raw[:40]
+        assert refused.json()["error"].startswith(error)
+        after = client.get("/api/admin/export/c1/json", headers=admin).content
+        assert after == exported.content  # losing nothing
 
 
 def test_delete_refuses_new_connections_and_undelete_restores(client: TestClient) -> None:
