@@ -22,8 +22,10 @@ from starlette.routing import Route
 from collab.content import from_update, shared_paths, to_data
 from collab.ports import MAX_HISTORY_PAGE, DocumentName
 
+from .. import cluster
 from ..admin import Inspector
 from ..admin_openapi import SPEC
+from ..auth import CLASSROOM_ID as _CLASSROOM
 from ..auth import Claims, Role, authorize
 from ..errors import Forbidden, InvalidToken
 from ..state import AppState
@@ -188,7 +190,7 @@ async def openapi(request: Request, ins: Inspector, who: Principal, note: Note) 
 
 @admin("rooms")
 async def rooms(request: Request, ins: Inspector, who: Principal, note: Note) -> Response:
-    return JSONResponse({"rooms": ins.rooms()}, headers={"Cache-Control": "no-store"})
+    return JSONResponse(await ins.rooms(), headers={"Cache-Control": "no-store"})
 
 
 @admin("users")
@@ -389,22 +391,66 @@ async def _target(request: Request, note: Note) -> tuple[str, str | None, dict[s
 @guarded
 async def end_connection(request: Request, ins: Inspector, who: Principal, note: Note) -> Response:
     user, document, _ = await _target(request, note)
-    return JSONResponse({"ended": await ins.end(user, document)})
+    result = await ins.end(user, document)
+    note.detail = f"ended={result['ended']} missing={','.join(result['nodes']['missing'])}"[:200]
+    return JSONResponse(result)
+
+
+def _classroom(raw: object) -> str:
+    if not isinstance(raw, str) or not _CLASSROOM.fullmatch(raw):
+        raise BadInput("classroom must be a classroom id")
+    return raw
 
 
 @admin("connection.role")
 @guarded
 async def set_role(request: Request, ins: Inspector, who: Principal, note: Note) -> Response:
+    """Lowers (or, with ``"role": null``, restores) a user's role in a classroom, for as
+    long as the override stays; the classroom is ``classroom``, else ``document``'s, else
+    every classroom the user is connected to now (on any node)."""
     user, document, body = await _target(request, note)
     role = body.get("role")
-    if not isinstance(role, str):
-        raise BadInput("role must be a string")
+    if role is not None and not isinstance(role, str):
+        raise BadInput("role must be a string, or null to restore")
+    listing = await ins.rooms()
+    if body.get("classroom") is not None:
+        classrooms = {_classroom(body["classroom"])}
+    elif document is not None:
+        classrooms = {_classroom(document.split("/", 1)[0])}
+    else:
+        classrooms = cluster.user_classrooms(listing, user)
+        if not classrooms:
+            raise BadInput("the user has no open connection: name a classroom")
     try:
-        changed = ins.set_role(user, role, document)
+        for classroom in sorted(classrooms):
+            await ins.set_role(user, role, classroom)
     except ValueError as exc:
         raise BadInput(str(exc)) from exc
-    note.detail = f"role={role}"
-    return JSONResponse({"changed": changed, "role": role})
+    note.detail = f"role={role} classrooms={','.join(sorted(classrooms))}"[:200]
+    live = [
+        c
+        for room in listing["rooms"]
+        if room["name"].split("/", 1)[0] in classrooms
+        and (document is None or room["name"] == document)
+        for c in room["connections"]
+        if c["user_id"] == user
+    ]
+    return JSONResponse(
+        {
+            "changed": len(live),
+            "role": role,
+            "classrooms": sorted(classrooms),
+            "nodes": listing["nodes"],
+        }
+    )
+
+
+@admin("classroom.roles")
+@guarded
+async def roles(request: Request, ins: Inspector, who: Principal, note: Note) -> Response:
+    classroom = _classroom(request.path_params["classroom"])
+    note.target = classroom
+    return JSONResponse({"classroom": classroom, "overrides": await ins.roles(classroom)})
 
 
 @admin("classroom.attendance")
@@ -437,6 +483,7 @@ def admin_routes() -> list[Route]:
         Route(f"{p}/classrooms", classrooms),
         Route(f"{p}/audit", audit),
         Route(p + "/classrooms/{classroom}/attendance", attendance),
+        Route(p + "/classrooms/{classroom}/roles", roles),
         Route(p + "/documents/{name:path}", document),
         Route(p + "/documents/{name:path}", delete, methods=["DELETE"]),
         Route(p + "/undelete/{name:path}", undelete, methods=["POST"]),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -204,8 +204,12 @@ async def test_a_question_gathers_every_nodes_reply_and_names_the_silent_ones(
     cluster: Cluster, stack: contextlib.AsyncExitStack
 ) -> None:
     a, b, c = [await running(cluster.node(), stack) for _ in range(3)]
+
+    def replier(bus: Bus) -> Callable[[bytes], bytes]:
+        return lambda q: q + b" from " + bus.node_id.encode()
+
     for bus in (a, b, c):
-        bus.on_ask(lambda q, bus=bus: q + b" from " + bus.node_id.encode())
+        bus.on_ask(replier(bus))
     # Each node must have heard the others before it expects their replies.
     await eventually(lambda: a.peers == 2, deadline=5)
     answers = await a.ask(b"rooms?", wait=5)
