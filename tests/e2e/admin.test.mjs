@@ -2,6 +2,8 @@
 // authors draw at two moments (stock y-websocket clients), an admin signs in at `/`, opens
 // the replay of the board, moves the timeline slider to each moment and sees the board as
 // it was then: the shapes the authors' clients held at that moment, coloured by author.
+// A second page added later is picked in the page list and drawn at its own moments (and
+// shown as not there yet before it was added).
 
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -47,9 +49,9 @@ async function writer(classroom, user) {
   return { doc, provider, user }
 }
 
-function stroke(w, id, x, y) {
+function stroke(w, id, x, y, pg = 'p0') {
   const m = new Y.Map()
-  for (const [k, v] of Object.entries({ t: 'p', pg: 'p0', z: `a${id}`, a: w.user, c: '#000000', w: 4, x, y, done: true }))
+  for (const [k, v] of Object.entries({ t: 'p', pg, z: `a${id}`, a: w.user, c: '#000000', w: 4, x, y, done: true }))
     m.set(k, v)
   const pts = new Y.Array()
   pts.push([0, 0, 40, 10, 40, -10, 30, 20])
@@ -58,6 +60,18 @@ function stroke(w, id, x, y) {
 }
 
 const idsOf = (doc) => [...doc.getMap('shapes').keys()].sort()
+const idsOn = (doc, pg) => [...doc.getMap('shapes').entries()].filter(([, m]) => m.get('pg') === pg).map(([id]) => id).sort()
+
+function addPage(w, id, o) {
+  w.doc.transact(() => {
+    for (const [pid, po] of [['p0', 'a0'], [id, o]]) {
+      if (w.doc.getMap('pages').has(pid)) continue
+      const m = new Y.Map()
+      m.set('o', po)
+      w.doc.getMap('pages').set(pid, m)
+    }
+  })
+}
 
 test('the replay slider renders the board at two moments as the clients saw it', async () => {
   await execFileP(INKROOM, ['user', 'add', '--email', 'root@example.org', '--role', 'admin', '--data-dir', server.dataDir], {
@@ -75,6 +89,13 @@ test('the replay slider renders the board at two moments as the clients saw it',
   const second = { at: new Date().toISOString(), ids: idsOf(ada.doc) }
   assert.deepEqual(first.ids, ['s1'])
   assert.deepEqual(second.ids, ['s1', 's2', 's3'])
+  // A second page, drawn on by bo.
+  addPage(ada, 'p1', 'a1')
+  await waitFor(() => bo.doc.getMap('pages').has('p1'), { message: 'bo sees page 2' })
+  stroke(bo, 's4', 200, 200, 'p1')
+  await waitFor(() => idsOf(ada.doc).length === 4, { message: 'ada sees s4' })
+  const third = { at: new Date().toISOString(), p0: idsOn(ada.doc, 'p0'), p1: idsOn(ada.doc, 'p1') }
+  assert.deepEqual(third, { at: third.at, p0: ['s1', 's2', 's3'], p1: ['s4'] })
 
   const ctx = await browser.newContext(DESKTOP)
   const page = await ctx.newPage()
@@ -121,6 +142,35 @@ test('the replay slider renders the board at two moments as the clients saw it',
     const authors = new Set(moment.ids.map((id) => (id === 's2' ? 'bo' : 'ada')))
     assert.equal(new Set(strokes).size, authors.size)
   }
+
+  // The second page: picked from the page list, drawn at T like the first.
+  async function showAt(i, pg, ids) {
+    await slider.evaluate((el, value) => {
+      el.value = String(value)
+      el.dispatchEvent(new Event('input', { bubbles: true }))
+    }, i)
+    await page.waitForFunction(
+      ([seq, pg, ids]) => {
+        const el = document.querySelector('[data-testid="replay-board"]')
+        return el?.dataset.seq === String(seq) && el.dataset.page === pg && el.dataset.shapes === ids
+      },
+      [entries[i].seq, pg, ids.join(',')],
+      { timeout: 15_000 },
+    )
+    return boardView.locator('svg path').count()
+  }
+  // The view opened at the last entry, so the page list knows page 2 already.
+  const pageSelect = page.getByTestId('replay-page')
+  assert.deepEqual(await pageSelect.locator('option').allTextContents(), ['1 of 2', '2 of 2'])
+  await pageSelect.selectOption('p1')
+  assert.equal(await showAt(indexAt(third.at), 'p1', third.p1), 1)
+  assert.equal(await page.getByTestId('no-page').count(), 0)
+  // Before page 2 was added: nothing drawn, and the view says why.
+  assert.equal(await showAt(indexAt(second.at), 'p1', []), 0)
+  await page.getByTestId('no-page').waitFor()
+  // Back to page 1 at the third moment: its own shapes only.
+  await pageSelect.selectOption('p0')
+  assert.equal(await showAt(indexAt(third.at), 'p0', third.p0), 3)
 
   // The rooms tab lists the live room with both writers' connections; it refreshes, so a
   // third client shows up without a reload.
