@@ -96,15 +96,19 @@ def role_overrides(class_doc: Doc[Any]) -> dict[str, str]:
     }
 
 
-def effective_peer(peer: Peer, class_doc: Doc[Any] | None) -> Peer:
-    """``peer`` with its classroom's override applied, when it lowers the role. Admins are
-    not classroom members: no override applies to them."""
-    if class_doc is None or peer.role not in _RANK:
-        return peer
-    role = role_override(class_doc, peer.user_id)
-    if role is None or _RANK[role] >= _RANK[peer.role]:
+def lower(peer: Peer, role: str | None) -> Peer:
+    """``peer`` with the override ``role`` applied, when it lowers the role. Admins are not
+    classroom members: no override applies to them."""
+    if role is None or peer.role not in _RANK or _RANK[role] >= _RANK[peer.role]:
         return peer
     return replace(peer, role=role, read_only=peer.read_only or role == Role.OBSERVER.value)
+
+
+def effective_peer(peer: Peer, class_doc: Doc[Any] | None) -> Peer:
+    """``peer`` as the classroom document ``class_doc`` says it is now."""
+    if class_doc is None:
+        return peer
+    return lower(peer, role_override(class_doc, peer.user_id))
 
 
 def board_locked(class_doc: Doc[Any]) -> bool:
@@ -312,6 +316,17 @@ def judge_class(update: Update, index: DocumentIndex, peer: Peer) -> Judgement:
 _ARRAY_ROOTS = frozenset({("chat", None, 1)})
 
 
+def judge_nothing(update: Update, index: DocumentIndex, user: str) -> Judgement:
+    """A write by someone whose override takes writing away (here): every new item becomes
+    a ``GC`` range and every delete is dropped. Not rejected whole, as a read-only token's
+    write is: the sender's clock stays contiguous and its view drops what it wrote, so its
+    writes integrate again, on the same connection, once the override is removed."""
+    check = _Structure(update, index, user)
+    if check.refusal is not None:
+        return Refused(check.refusal)
+    return _verdict(check, [s for s in check.new if s.ref != GC], {})
+
+
 def judge_other(update: Update, index: DocumentIndex, user: str) -> Judgement:
     check = _Structure(update, index, user)
     return Refused(check.refusal) if check.refusal is not None else Verdict.ALLOW
@@ -326,23 +341,32 @@ class ClassroomHooks:
 
     def __init__(self) -> None:
         self._rooms: dict[DocumentName, Room] = {}
+        # Each loaded classroom document's role overrides, kept by an observer of its
+        # ``state`` map: updated inside the transaction that changes them, so never
+        # behind the document, and a write's judge reads a dict instead of the document.
+        self._overrides: dict[DocumentName, dict[str, str]] = {}
+        self._watches: dict[DocumentName, Any] = {}
 
     def effective(self, peer: Peer, document: str) -> Peer:
         """``peer`` as its classroom's document says it is now (a role override)."""
-        class_room = self._rooms.get(class_of(document))
-        return effective_peer(peer, class_room.doc if class_room is not None else None)
+        overrides = self._overrides.get(class_of(document))
+        return lower(peer, overrides.get(peer.user_id)) if overrides else peer
 
     def judge_write(self, peer: Peer, room: Room, update: bytes) -> Judgement:
-        token_role = peer.role
-        peer = self.effective(peer, room.name)
         if peer.read_only:
             return Verdict.REJECT
+        token_role = peer.role
+        peer = self.effective(peer, room.name)
+        if peer.read_only or (
+            # Staff downgraded to student: a student writes no document but the board and
+            # the classroom's.
+            token_role in STAFF
+            and peer.role not in STAFF
+            and not room.name.endswith((BOARD_SUFFIX, CLASS_SUFFIX))
+        ):
+            return judge_nothing(parse(update, values=False), room.index, peer.user_id)
         if peer.role in STAFF:
             return Verdict.ALLOW
-        if token_role in STAFF and not room.name.endswith((BOARD_SUFFIX, CLASS_SUFFIX)):
-            # Staff downgraded to student: a student may write no document but the board
-            # and the classroom's.
-            return Verdict.REJECT
         if room.name.endswith(CLASS_SUFFIX):
             # Only the classroom policy reads values (chat lines, hands).
             return judge_class(parse(update), room.index, peer)
@@ -376,6 +400,25 @@ class ClassroomHooks:
     def on_room_loaded(self, room: Room) -> None:
         if room.name.endswith(CLASS_SUFFIX):
             self._rooms[room.name] = room
+            overrides = self._overrides[room.name] = role_overrides(room.doc)
+
+            def changed(event: Any) -> None:
+                for key, change in event.keys.items():
+                    if not key.startswith(ROLE_KEY):
+                        continue
+                    value = change.get("newValue") if change["action"] != "delete" else None
+                    if value in OVERRIDES:
+                        overrides[key[len(ROLE_KEY) :]] = value
+                    else:
+                        overrides.pop(key[len(ROLE_KEY) :], None)
+
+            state = room.doc.get("state", type=Map)
+            self._watches[room.name] = (state, state.observe(changed))
 
     def on_room_unloaded(self, room: Room) -> None:
         self._rooms.pop(room.name, None)
+        self._overrides.pop(room.name, None)
+        watch = self._watches.pop(room.name, None)
+        if watch is not None:
+            state, subscription = watch
+            state.unobserve(subscription)
