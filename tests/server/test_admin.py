@@ -367,6 +367,23 @@ def test_a_tutor_downgraded_to_student_writes_only_what_a_student_may(
         assert _refused(ws).startswith("read-only")
 
 
+def test_ending_a_users_connections_closes_them_with_4403(client: TestClient) -> None:
+    admin = bearer(token(Role.ADMIN, "ops", classroom="admin"))
+    with client.websocket_connect(f"/ws/c1/notes?token={token(Role.TUTOR, 'ada')}") as ws:
+        ws.receive_bytes()
+        r = client.post("/api/admin/connections/end", json={"user_id": "ada"}, headers=admin)
+        assert r.status_code == 200, r.text
+        assert r.json()["ended"] == 1
+        assert r.json()["nodes"]["missing"] == []
+        while True:
+            message = ws.receive()
+            if message["type"] == "websocket.close":
+                break
+        assert message["code"] == 4403
+    again = client.post("/api/admin/connections/end", json={"user_id": "ada"}, headers=admin)
+    assert again.json()["ended"] == 0
+
+
 def test_delete_refuses_new_connections_and_undelete_restores(client: TestClient) -> None:
     admin = bearer(token(Role.ADMIN, "ops", classroom="admin"))
     url = f"/ws/c1/gone?token={token(Role.TUTOR, 'ada')}"
