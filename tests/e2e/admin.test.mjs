@@ -14,7 +14,8 @@ import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
 import { ROOT, startServer, waitFor } from './lib/server.mjs'
-import { DESKTOP, launch } from './lib/browser.mjs'
+import { DESKTOP, launch, mouseStroke, openClassroom, wave } from './lib/browser.mjs'
+import { readDocument } from './lib/yclient.mjs'
 
 const execFileP = promisify(execFile)
 const INKROOM = process.env.INKROOM_BIN || path.join(ROOT, '.venv/bin/inkroom')
@@ -182,4 +183,46 @@ test('the replay slider renders the board at two moments as the clients saw it',
   await waitFor(async () => (await rooms.locator('tbody tr').count()) === 3, { timeout: 15_000, message: 'a third connection' })
   assert.deepEqual((await rooms.locator('tbody tr td:first-child').allTextContents()).sort(), ['ada', 'bo', 'cy'])
   await ctx.close()
+})
+
+test('a student downgraded by an admin sees a view-only board, after a reload too, until restored', async () => {
+  const cls = 'e2e-downgrade'
+  const student = await server.token(cls, 'student', 'sam', 'Sam')
+  const adminToken = await server.token('ops', 'admin', 'ops')
+  const role = (body) =>
+    fetch(`${server.base}/api/admin/connections/role`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    }).then(async (r) => {
+      const text = await r.text()
+      assert.equal(r.status, 200, text)
+      return JSON.parse(text)
+    })
+  const ctx = await browser.newContext(DESKTOP)
+  try {
+    let page = await openClassroom(ctx, server.base, cls, student)
+    const pen = () => page.locator('[data-tool="pen"]').first()
+    assert.ok(!(await pen().isDisabled()), 'a student draws')
+    const changed = await role({ user_id: 'sam', role: 'observer', classroom: cls })
+    assert.equal(changed.changed, 2) // the board and the classroom document
+    await page.locator('[data-tool="pen"]:disabled').first().waitFor({ timeout: 10_000 })
+    await page.getByRole('status').filter({ hasText: 'An administrator made you an observer' }).waitFor()
+    // A reload reconnects with the same token: still view only.
+    await page.close()
+    page = await openClassroom(ctx, server.base, cls, student)
+    await page.getByRole('status').filter({ hasText: 'An administrator made you an observer' }).waitFor()
+    assert.ok(await pen().isDisabled(), 'still view only after a reload')
+    await role({ user_id: 'sam', role: null, classroom: cls })
+    await page.locator('[data-tool="pen"]:not(:disabled)').first().waitFor({ timeout: 10_000 })
+    await pen().click()
+    await mouseStroke(page, wave(300, 300))
+    const tutor = await server.token(cls, 'tutor', 'tia')
+    await waitFor(async () => Object.keys((await readDocument(server.ws, `${cls}/board`, tutor)).shapes).length === 1, {
+      timeout: 15_000,
+      message: "the restored student's stroke is on the server",
+    })
+  } finally {
+    await ctx.close()
+  }
 })
