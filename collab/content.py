@@ -191,18 +191,46 @@ def from_update(update: bytes) -> Doc[Any]:
     return doc
 
 
-def converge(doc: Doc[Any], target: Doc[Any]) -> None:
+def data_kinds(content: dict[str, Any]) -> dict[str, str]:
+    """The root kinds :func:`from_data` gives ``content`` (no need to read them back)."""
+    return {
+        name: "map" if isinstance(v, dict) else "array" if isinstance(v, list) else "text"
+        for name, v in content.items()
+    }
+
+
+def converge(doc: Doc[Any], target: Doc[Any], kinds: dict[str, str] | None = None) -> None:
     """Changes ``doc`` in place until its content equals ``target``'s.
 
     Call it inside ``doc.transaction()`` so the change leaves as one update. Roots the
-    target lacks are emptied (a root cannot be removed from a Yjs document).
+    target lacks are emptied (a root cannot be removed from a Yjs document). ``kinds``:
+    the target's root kinds when the caller knows them (reading them parses the target).
     """
-    kinds = root_kinds(target)
-    for name, kind in root_kinds(doc).items():
-        kinds.setdefault(name, kind)
+    kinds = dict(kinds) if kinds is not None else root_kinds(target)
+    if any(name not in kinds for name in doc.keys()):  # noqa: SIM118 - a view
+        for name, kind in root_kinds(doc).items():
+            kinds.setdefault(name, kind)
     for name, kind in kinds.items():
         cls = _KINDS[kind]
         _sync(doc.get(name, type=cls), target.get(name, type=cls))
+
+
+def forward_change(current: bytes, target: Doc[Any], kinds: dict[str, str] | None = None) -> bytes:
+    """The update that makes a document holding ``current`` equal ``target`` in content
+    (:func:`converge` on a scratch copy); ``b""`` when it already is. Pure: run it in a
+    worker thread, with documents made there, and apply the result on the live one.
+    Raises ``ValueError`` if ``current`` is corrupt."""
+    doc = from_update(current)
+    # Observed, not diffed by state vector: a change that only deletes leaves the state
+    # vector as it was.
+    changes: list[bytes] = []
+    subscription = doc.observe(lambda event: changes.append(event.update))
+    try:
+        with doc.transaction():
+            converge(doc, target, kinds)
+    finally:
+        doc.unobserve(subscription)
+    return changes[0] if changes else b""
 
 
 def _sync(cur: Shared, tgt: Shared) -> None:

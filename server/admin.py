@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from pycrdt import Doc, Map
 
 from collab.adapters.sql_store import SqlStore
-from collab.content import converge, from_data, from_update, to_data
+from collab.content import data_kinds, forward_change, from_data, from_update, to_data
 from collab.errors import CloseCode
 from collab.ports import DocumentName, PastState, Store
 from collab.updates import decode_state_vector
@@ -100,26 +101,36 @@ class Inspector:
         """
         if not isinstance(body, dict) or "content" not in body:
             raise ValueError('body must be {"content": {root: data}, "shared": [paths]?}')
-        # Built on a scratch document first: a malformed body stops here, untouched.
-        target = from_data(body["content"], body.get("shared"))
-        return await self._converge(name, target)
+        content, shared = body["content"], body.get("shared")
 
-    async def _converge(self, name: DocumentName, target: Doc[Any]) -> int:
+        def plan(current: bytes) -> bytes:
+            # Built on a scratch document first: a malformed body stops here, untouched.
+            target = from_data(content, shared)  # raises ValueError for anything malformed
+            return forward_change(current, target, data_kinds(content))
+
+        return await self._converge(name, plan)
+
+    async def _converge(self, name: DocumentName, plan: Callable[[bytes], bytes]) -> int:
+        """Applies ``plan(current content)``, a forward change computed in a worker thread
+        (a large board takes seconds, which would stall every room of the node), to the
+        live document as one server write. Clients' writes that land meanwhile stay: the
+        change merges with them like any concurrent update."""
         async with self._state.registry.hold(name) as room:
-            changes: list[bytes] = []
-            sub = room.doc.observe(lambda e: changes.append(e.update))
-            try:
+            change = await asyncio.to_thread(plan, room.doc.get_update())
+            if change:
                 with room.doc.transaction():
-                    converge(room.doc, target)
-            finally:
-                room.doc.unobserve(sub)
-        return sum(map(len, changes))
+                    room.doc.apply_update(change)
+        return len(change)
 
     async def restore(self, name: DocumentName, at: datetime) -> dict[str, Any]:
         """Makes the document's content what it was at ``at``, as a new forward change
         (one server-origin update every client receives like any other)."""
         past = await self.state_at(name, at)
-        change = await self._converge(name, from_update(past.update))
+
+        def plan(current: bytes) -> bytes:
+            return forward_change(current, from_update(past.update))
+
+        change = await self._converge(name, plan)
         return {"restored_to": at.isoformat(), "seq": past.seq, "change_bytes": change}
 
     # -- connections -----------------------------------------------------------------

@@ -23,7 +23,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from collab.adapters.sql_store import SqlStore
-from collab.content import converge, from_data, from_update, shared_paths, to_data
+from collab.content import (
+    data_kinds,
+    forward_change,
+    from_data,
+    from_update,
+    shared_paths,
+    to_data,
+)
 from collab.ports import MAX_HISTORY_PAGE, DocumentName, StoredUpdate
 
 from .auth import Claims, Role, authorize
@@ -156,9 +163,7 @@ async def _json_change(store: SqlStore, name: DocumentName, raw: bytes, file: st
     except ValueError as exc:
         raise ValueError(f"{file}: {exc}") from exc
     current = (await store.load(name)).to_doc()
-    before = current.get_state()
-    converge(current, target)
-    return b"" if current.get_state() == before else current.get_update(before)
+    return forward_change(current.get_update(), target, data_kinds(body["content"]))
 
 
 async def compact(store: SqlStore, name: DocumentName, args: argparse.Namespace) -> int:

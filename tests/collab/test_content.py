@@ -13,6 +13,7 @@ from pycrdt import Array, Doc, Map, Text
 
 from collab.content import (
     converge,
+    forward_change,
     from_data,
     from_update,
     root_kinds,
@@ -140,3 +141,19 @@ def test_from_data_refuses_malformed_content_with_the_exact_fault(
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         from_data(content, shared)
+
+
+@settings(max_examples=40, deadline=None)
+@given(before=ops, after=ops)
+def test_a_forward_change_planned_on_a_copy_restores_the_live_document(
+    before: list[Op], after: list[Op]
+) -> None:
+    doc: Doc[Any] = Doc()
+    play(doc, before)
+    past = from_update(doc.get_update())
+    play(doc, after)
+    change = forward_change(doc.get_update(), past)
+    if change:
+        doc.apply_update(change)
+    assert visible(doc) == visible(past)
+    assert forward_change(doc.get_update(), past) == b""  # nothing left to change

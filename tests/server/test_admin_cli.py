@@ -103,6 +103,13 @@ def test_import_of_a_json_export_is_a_forward_change_and_malformed_json_changes_
     # The same file again: nothing to change, nothing appended.
     assert "nothing imported" in inkroom("admin", "import", "c1/board", str(edited), *d).stderr
     assert len(inkroom("admin", "history", "c1/board", *d).stdout.splitlines()) == 6
+    # A file that only removes (a shape gone) is a change too.
+    del body["content"]["shapes"]["s0"]
+    edited.write_text(json.dumps(body))
+    assert inkroom("admin", "import", "c1/board", str(edited), *d).returncode == 0
+    after = json.loads(inkroom("admin", "export", "c1/board", "--json", *d).stdout)
+    assert "s0" not in after["content"]["shapes"]
+    assert len(inkroom("admin", "history", "c1/board", *d).stdout.splitlines()) == 7
     # Malformed: one plain line, nothing appended.
     broken = tmp_path / "broken.json"
     broken.write_text('{"content": {"shapes": 3}}')
@@ -111,4 +118,4 @@ def test_import_of_a_json_export_is_a_forward_change_and_malformed_json_changes_
     assert refused.stderr.strip() == (
         f"inkroom admin import: {broken}: root 'shapes' must be an object, an array or a string"
     )
-    assert len(inkroom("admin", "history", "c1/board", *d).stdout.splitlines()) == 6
+    assert len(inkroom("admin", "history", "c1/board", *d).stdout.splitlines()) == 7
