@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from collab.content import from_update, shared_paths, to_data
+from collab.errors import BusUnavailable
 from collab.ports import MAX_HISTORY_PAGE, DocumentName
 
 from .. import cluster
@@ -166,6 +167,9 @@ def guarded(handler: Handler) -> Handler:
         except BadInput as exc:
             note.detail = str(exc)
             return error(400, str(exc), "invalid")
+        except BusUnavailable as exc:  # too many questions to the other nodes in flight
+            note.detail = str(exc)
+            return error(503, f"{exc}; try again", "busy")
 
     run_it.__name__ = handler.__name__
     return run_it
@@ -189,6 +193,7 @@ async def openapi(request: Request, ins: Inspector, who: Principal, note: Note) 
 
 
 @admin("rooms")
+@guarded
 async def rooms(request: Request, ins: Inspector, who: Principal, note: Note) -> Response:
     return JSONResponse(await ins.rooms(), headers={"Cache-Control": "no-store"})
 
