@@ -333,7 +333,8 @@ class Answers:
 
 class Bus(Protocol):
     """Fan-out between server nodes: document updates (at-most-once, repaired by catch-up
-    and anti-entropy), presence, node liveness, and control calls (at-least-once)."""
+    and anti-entropy), presence, node liveness, control calls (at-least-once), and
+    questions every node answers (at-most-once, gathered with a deadline)."""
 
     node_id: NodeId
 
