@@ -42,6 +42,11 @@ class Kind(IntEnum):
     """Node channel: the sender is alive."""
     BYE = 6
     """Node channel: the sender is leaving; drop its presence now."""
+    ASK = 7
+    """Node channel: ``arg`` a question number, ``payload`` the question (every node
+    answers; an admin listing rooms across nodes)."""
+    ANSWER = 8
+    """Node channel: to ``target``, the reply to its question ``arg``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ as one more update; nothing is rewritten, so nobody's history diverges.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pycrdt import Array, Doc, Map, Text
@@ -65,6 +66,124 @@ def to_data(doc: Doc[Any]) -> dict[str, Any]:
     return {name: root.to_py() for name, root in sorted(roots(doc).items())}
 
 
+Path = tuple[str | int, ...]
+MAX_DEPTH = 64
+
+
+def shared_paths(doc: Doc[Any]) -> list[list[str | int]]:
+    """Where :func:`to_data` flattened a nested shared type into plain data: the path (keys
+    and indexes from the root) of every nested ``Map``/``Array``/``Text``, so an import can
+    rebuild them (the board's shapes are maps, ink points arrays)."""
+    out: list[list[str | int]] = []
+
+    def walk(value: Any, path: Path) -> None:
+        if isinstance(value, Map):
+            items: Any = sorted(value.items())
+        elif isinstance(value, Array):
+            items = enumerate(value)
+        else:
+            return
+        for key, child in items:
+            if _is_shared(child):
+                out.append([*path, key])
+                walk(child, (*path, key))
+
+    for name, root in sorted(roots(doc).items()):
+        walk(root, (name,))
+    return out
+
+
+def from_data(content: Any, shared: Any = None) -> Doc[Any]:
+    """A fresh document built from plain data (the ``content`` of :func:`to_data`): at the
+    top, an object is a ``Map``, an array an ``Array``, a string a ``Text``; below, a value
+    is a shared type where ``shared`` (as from :func:`shared_paths`) names its path, plain
+    JSON elsewhere.
+
+    Raises:
+        ValueError: with the exact fault (a root of another kind, a ``shared`` path that is
+            not an object or array of ``content``, nesting deeper than ``MAX_DEPTH``).
+    """
+    if not isinstance(content, dict):
+        raise ValueError("content must be an object of roots")  # noqa: TRY004 - bad input
+    marked = _marks(content, shared)
+    doc: Doc[Any] = Doc()
+    with doc.transaction():
+        for name, value in content.items():
+            if isinstance(value, dict):
+                kept = doc.get(name, type=Map)
+                for key, child in value.items():
+                    kept[key] = _build(child, (name, key), marked)
+            elif isinstance(value, list):
+                doc.get(name, type=Array).extend(
+                    [_build(c, (name, i), marked) for i, c in enumerate(value)]
+                )
+            elif isinstance(value, str):
+                doc.get(name, type=Text).insert(0, value)
+            else:
+                kind = "an object, an array or a string"
+                raise ValueError(f"root {name[:80]!r} must be {kind}")  # noqa: TRY004
+    return doc
+
+
+def _marks(content: dict[str, Any], shared: Any) -> set[Path]:
+    if shared is None:
+        return set()
+    if not isinstance(shared, list) or not all(isinstance(p, list) for p in shared):
+        raise ValueError("shared must be a list of paths (lists of keys and indexes)")
+    marked: set[Path] = set()
+    for raw in shared:
+        path: Path = tuple(raw)
+        if len(path) < 2 or len(path) > MAX_DEPTH:
+            raise ValueError(f"shared path {raw!r:.80} must name a value below a root")
+        value: Any = content
+        for step in path:
+            keyed = isinstance(value, dict) and isinstance(step, str) and step in value
+            indexed = (
+                isinstance(value, list)
+                and isinstance(step, int)
+                and not isinstance(step, bool)
+                and 0 <= step < len(value)
+            )
+            if keyed or indexed:
+                value = value[step]
+            else:
+                raise ValueError(f"shared path {raw!r:.80} is not in content")
+        if not isinstance(value, dict | list | str):
+            raise ValueError(  # noqa: TRY004 - bad input
+                f"shared path {raw!r:.80} is not an object, array or string"
+            )
+        marked.add(path)
+    return marked
+
+
+def _build(value: Any, path: Path, marked: set[Path]) -> Any:
+    if len(path) > MAX_DEPTH:
+        raise ValueError(f"content is nested deeper than {MAX_DEPTH} levels")
+    if path not in marked:
+        _check_plain(value, len(path))
+        return value
+    if isinstance(value, dict):
+        return Map({k: _build(v, (*path, k), marked) for k, v in value.items()})
+    if isinstance(value, list):
+        return Array([_build(v, (*path, i), marked) for i, v in enumerate(value)])
+    return Text(value)
+
+
+def _check_plain(value: Any, depth: int) -> None:
+    """Plain JSON only (what ``json.loads`` gives), and not nested without bound."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"content is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for v in value.values():
+            _check_plain(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _check_plain(v, depth + 1)
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1 << 53:
+        # Yjs numbers are doubles: a larger integer would come back changed.
+        raise ValueError(f"integer {value} is beyond the 53 bits a Yjs number holds")
+
+
 def from_update(update: bytes) -> Doc[Any]:
     """A fresh document holding ``update``. Raises ``ValueError`` if it is corrupt."""
     doc: Doc[Any] = Doc()
@@ -72,18 +191,46 @@ def from_update(update: bytes) -> Doc[Any]:
     return doc
 
 
-def converge(doc: Doc[Any], target: Doc[Any]) -> None:
+def data_kinds(content: dict[str, Any]) -> dict[str, str]:
+    """The root kinds :func:`from_data` gives ``content`` (no need to read them back)."""
+    return {
+        name: "map" if isinstance(v, dict) else "array" if isinstance(v, list) else "text"
+        for name, v in content.items()
+    }
+
+
+def converge(doc: Doc[Any], target: Doc[Any], kinds: dict[str, str] | None = None) -> None:
     """Changes ``doc`` in place until its content equals ``target``'s.
 
     Call it inside ``doc.transaction()`` so the change leaves as one update. Roots the
-    target lacks are emptied (a root cannot be removed from a Yjs document).
+    target lacks are emptied (a root cannot be removed from a Yjs document). ``kinds``:
+    the target's root kinds when the caller knows them (reading them parses the target).
     """
-    kinds = root_kinds(target)
-    for name, kind in root_kinds(doc).items():
-        kinds.setdefault(name, kind)
+    kinds = dict(kinds) if kinds is not None else root_kinds(target)
+    if any(name not in kinds for name in doc.keys()):  # noqa: SIM118 - a view
+        for name, kind in root_kinds(doc).items():
+            kinds.setdefault(name, kind)
     for name, kind in kinds.items():
         cls = _KINDS[kind]
         _sync(doc.get(name, type=cls), target.get(name, type=cls))
+
+
+def forward_change(current: bytes, target: Doc[Any], kinds: dict[str, str] | None = None) -> bytes:
+    """The update that makes a document holding ``current`` equal ``target`` in content
+    (:func:`converge` on a scratch copy); ``b""`` when it already is. Pure: run it in a
+    worker thread, with documents made there, and apply the result on the live one.
+    Raises ``ValueError`` if ``current`` is corrupt."""
+    doc = from_update(current)
+    # Observed, not diffed by state vector: a change that only deletes leaves the state
+    # vector as it was.
+    changes: list[bytes] = []
+    subscription = doc.observe(lambda event: changes.append(event.update))
+    try:
+        with doc.transaction():
+            converge(doc, target, kinds)
+    finally:
+        doc.unobserve(subscription)
+    return changes[0] if changes else b""
 
 
 def _sync(cur: Shared, tgt: Shared) -> None:
@@ -113,8 +260,11 @@ def _sync_map(cur: Map[Any], tgt: Map[Any]) -> None:
 
 
 def _sync_array(cur: Array[Any], tgt: Array[Any]) -> None:
-    have = [_plain(v) for v in cur]
-    want = [_plain(v) for v in tgt]
+    # Whole arrays as plain data in one call each (their JSON, encoded by yrs): reading
+    # element by element costs a transaction per element, and an ink stroke's points are
+    # hundreds of numbers. Both sides are encoded alike, so equal content compares equal.
+    have = json.loads(str(cur))
+    want = json.loads(str(tgt))
     if have == want:
         return
     start = 0
@@ -128,8 +278,8 @@ def _sync_array(cur: Array[Any], tgt: Array[Any]) -> None:
         end += 1
     if len(have) - end > start:
         del cur[start : len(have) - end]
-    for offset, value in enumerate(list(tgt)[start : len(want) - end]):
-        cur.insert(start + offset, _copy(value))
+    for offset, i in enumerate(range(start, len(want) - end)):
+        cur.insert(start + offset, _copy(tgt[i]))
 
 
 def _is_shared(value: Any) -> bool:

@@ -10,16 +10,27 @@ was lost, or a node is gone, lives here once, so every transport behaves the sam
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import secrets
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Final
 
 from . import metrics
 from .busframes import Frame, Kind, decode_frame
-from .errors import ProtocolError
-from .ports import BusListener, ControlCall, ControlHandler, DocumentName, NodeId
+from .errors import BusUnavailable, ProtocolError
+from .ports import (
+    Answers,
+    AskHandler,
+    BusListener,
+    ControlCall,
+    ControlHandler,
+    DocumentName,
+    NodeId,
+)
 
 log = logging.getLogger("inkroom.collab.bus")
 
@@ -29,6 +40,21 @@ STATE_ASK: Final = 1
 STATE_REPLY: Final = 2
 # Nodes declared gone are remembered this long, to notice one that comes back.
 _GONE_MEMORY: Final = 300.0
+MAX_QUESTION: Final = 64 * 1024
+# Questions waiting for replies at once: each holds its replies in memory until answered.
+MAX_PENDING_ASKS: Final = 32
+
+
+@dataclass
+class _Pending:
+    expected: set[NodeId]
+    replies: dict[NodeId, bytes] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, node: NodeId, reply: bytes) -> None:
+        self.replies[node] = reply
+        if self.expected <= self.replies.keys():
+            self.done.set()
 
 
 def new_node_id() -> NodeId:
@@ -59,6 +85,9 @@ class FramedBus(ABC):
         self._heard: dict[NodeId, float] = {}
         self._gone: dict[NodeId, float] = {}
         self._control: ControlHandler | None = None
+        self._ask_handler: AskHandler | None = None
+        self._asks: dict[int, _Pending] = {}
+        self._ask_ids = itertools.count(1)
         self._m = metrics.BusMetrics(self.node_id)
         # Tests cut a node off with :meth:`partition`: frames in and out are lost.
         self.partitioned = False
@@ -127,6 +156,53 @@ class FramedBus(ABC):
         except Exception:
             log.exception("control handler failed", extra={"call": call.kind.value})
 
+    def on_ask(self, handler: AskHandler) -> None:
+        self._ask_handler = handler
+
+    def _reply(self, question: bytes) -> bytes | None:
+        if self._ask_handler is None:
+            return None
+        try:
+            return self._ask_handler(question)
+        except Exception:
+            log.exception("ask handler failed")
+            return None
+
+    async def ask(self, question: bytes, *, wait: float) -> Answers:
+        if len(question) > MAX_QUESTION:
+            raise ValueError(f"a question is at most {MAX_QUESTION} bytes")
+        if len(self._asks) >= MAX_PENDING_ASKS:
+            raise BusUnavailable("too many questions waiting for replies")
+        own = self._reply(question)
+        pending = _Pending(set(self._heard))
+        if own is not None:
+            pending.replies[self.node_id] = own
+        if pending.expected and self.connected:
+            number = next(self._ask_ids)
+            self._asks[number] = pending
+            try:
+                self.send(
+                    NODES_CHANNEL, Frame(Kind.ASK, self.node_id, arg=number, payload=question)
+                )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await pending.done.wait()
+            finally:
+                del self._asks[number]
+        missing = tuple(sorted(pending.expected - pending.replies.keys()))
+        return Answers(dict(pending.replies), missing)
+
+    def _answer(self, node: NodeId, frame: Frame) -> None:
+        if frame.kind is Kind.ASK:
+            reply = self._reply(frame.payload)
+            if reply is not None:
+                answer = Frame(Kind.ANSWER, self.node_id, target=node, arg=frame.arg, payload=reply)
+                self.send(NODES_CHANNEL, answer)
+        elif frame.target == self.node_id:
+            pending = self._asks.get(frame.arg)
+            if pending is not None:
+                pending.add(node, frame.payload)
+
     def _drop(self, sub: BusSubscriptionImpl) -> None:
         if self._subs.get(sub.name) is sub:
             del self._subs[sub.name]
@@ -158,6 +234,8 @@ class FramedBus(ABC):
         if channel == NODES_CHANNEL:
             if frame.kind is Kind.BYE:
                 self._node_gone(node, "left")
+            elif frame.kind in (Kind.ASK, Kind.ANSWER):
+                self._answer(node, frame)
             return
         if not channel.startswith(DOC_PREFIX):
             return

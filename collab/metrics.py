@@ -111,4 +111,15 @@ class BusMetrics:
         CONTROL_CALLS.labels(self.node, kind).inc()
 
 
-_KINDS = ("UPDATE", "AWARENESS", "STATE", "DIFF", "SAVED", "HEARTBEAT", "BYE", "other")
+_KINDS = (
+    "UPDATE",
+    "AWARENESS",
+    "STATE",
+    "DIFF",
+    "SAVED",
+    "HEARTBEAT",
+    "BYE",
+    "ASK",
+    "ANSWER",
+    "other",
+)

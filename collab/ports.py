@@ -317,10 +317,24 @@ class ControlCall:
 
 ControlHandler = Callable[[ControlCall], None]
 
+AskHandler = Callable[[bytes], bytes]
+"""Answers a question another node asked (:meth:`Bus.ask`) about this node; runs on the
+loop, so it must be quick. Raising means no answer (the asker reports this node missing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answers:
+    """What :meth:`Bus.ask` gathered: each answering node's reply (this node's included),
+    and the nodes alive when it asked that did not answer before the deadline."""
+
+    replies: dict[NodeId, bytes]
+    missing: tuple[NodeId, ...]
+
 
 class Bus(Protocol):
     """Fan-out between server nodes: document updates (at-most-once, repaired by catch-up
-    and anti-entropy), presence, node liveness, and control calls (at-least-once)."""
+    and anti-entropy), presence, node liveness, control calls (at-least-once), and
+    questions every node answers (at-most-once, gathered with a deadline)."""
 
     node_id: NodeId
 
@@ -347,6 +361,21 @@ class Bus(Protocol):
 
         Raises:
             BusUnavailable: the call could not be recorded.
+        """
+        ...
+
+    def on_ask(self, handler: AskHandler) -> None:
+        """Registers the handler that answers other nodes' questions (and this node's)."""
+        ...
+
+    async def ask(self, question: bytes, *, wait: float) -> Answers:
+        """Asks every node (this one included) and gathers the replies until each node
+        alive now has answered or ``wait`` seconds have passed. At-most-once: a lost
+        question or reply shows as a missing node, never as an error.
+
+        Raises:
+            ValueError: ``question`` is over 64 KiB.
+            BusUnavailable: too many questions are waiting for replies already.
         """
         ...
 

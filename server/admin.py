@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from pycrdt import Doc
+from pycrdt import Doc, Map
 
 from collab.adapters.sql_store import SqlStore
-from collab.content import converge, from_update, to_data
+from collab.content import data_kinds, forward_change, from_data, from_update, to_data
+from collab.errors import CloseCode
 from collab.ports import DocumentName, PastState, Store
 from collab.updates import decode_state_vector
 
-from .attendance import NODE, Attendance, presence
-from .auth import Role
+from . import cluster
+from .attendance import Attendance, presence
+from .classroom import OVERRIDES, ROLE_KEY, class_of, role_overrides
 from .errors import NotFound
 from .state import AppState
 
@@ -35,12 +37,6 @@ deletion_table = sa.Table(
     sa.Column("deleted_by", sa.String(255), nullable=False),
 )
 
-DOWNGRADES = (Role.STUDENT.value, Role.OBSERVER.value)
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat()
-
 
 class Inspector:
     """Reads and changes documents and connections on behalf of an admin."""
@@ -51,44 +47,9 @@ class Inspector:
 
     # -- live rooms ------------------------------------------------------------------
 
-    def rooms(self) -> list[dict[str, Any]]:
-        """Every room this node holds, with its connections."""
-        tracked = {
-            (e.user_id, e.document): e for e in self._state.connections.entries() if not e.ended
-        }
-        out = []
-        for name, room in sorted(self._state.registry.rooms.items()):
-            connections = []
-            for client in room.clients.values():
-                frames, queued = client.outbox_depth
-                extra = tracked.get((client.peer.user_id, name))
-                connections.append(
-                    {
-                        "client": client.id,
-                        "user_id": client.peer.user_id,
-                        "name": client.peer.name,
-                        "role": client.peer.role,
-                        "read_only": client.peer.read_only,
-                        "node": NODE,
-                        "connected_since": _iso(client.connected_at),
-                        "bytes_in": client.bytes_in,
-                        "bytes_out": client.bytes_out,
-                        "outbox_frames": frames,
-                        "outbox_bytes": queued,
-                        "device": extra.device if extra else "",
-                        "address": extra.address if extra else "",
-                    }
-                )
-            out.append(
-                {
-                    "name": name,
-                    "node": NODE,
-                    "size": room.size,
-                    "clients": len(connections),
-                    "connections": connections,
-                }
-            )
-        return out
+    async def rooms(self) -> dict[str, Any]:
+        """Every node's rooms with their connections, and the nodes that did not answer."""
+        return await cluster.rooms(self._state)
 
     # -- documents -------------------------------------------------------------------
 
@@ -130,58 +91,83 @@ class Inspector:
                 room.doc.apply_update(update)
             return len(room.doc.get_update()) - before
 
+    async def import_data(self, name: DocumentName, body: Any) -> int:
+        """Makes the document's content ``body["content"]`` (plain data, as exported with
+        ``format=json``; ``body["shared"]`` names nested shared types) as one forward
+        change; returns its size in bytes. Roots the body lacks are emptied.
+
+        Raises:
+            ValueError: the body is not such an object; nothing was changed.
+        """
+        if not isinstance(body, dict) or "content" not in body:
+            raise ValueError('body must be {"content": {root: data}, "shared": [paths]?}')
+        content, shared = body["content"], body.get("shared")
+
+        def plan(current: bytes) -> bytes:
+            # Built on a scratch document first: a malformed body stops here, untouched.
+            target = from_data(content, shared)  # raises ValueError for anything malformed
+            return forward_change(current, target, data_kinds(content))
+
+        return await self._converge(name, plan)
+
+    async def _converge(self, name: DocumentName, plan: Callable[[bytes], bytes]) -> int:
+        """Applies ``plan(current content)``, a forward change computed in a worker thread
+        (a large board takes seconds, which would stall every room of the node), to the
+        live document as one server write. Clients' writes that land meanwhile stay: the
+        change merges with them like any concurrent update."""
+        async with self._state.registry.hold(name) as room:
+            change = await asyncio.to_thread(plan, room.doc.get_update())
+            if change:
+                with room.doc.transaction():
+                    room.doc.apply_update(change)
+        return len(change)
+
     async def restore(self, name: DocumentName, at: datetime) -> dict[str, Any]:
         """Makes the document's content what it was at ``at``, as a new forward change
         (one server-origin update every client receives like any other)."""
         past = await self.state_at(name, at)
-        target = from_update(past.update)
-        async with self._state.registry.hold(name) as room:
-            changes: list[bytes] = []
-            sub = room.doc.observe(lambda e: changes.append(e.update))
-            try:
-                with room.doc.transaction():
-                    converge(room.doc, target)
-            finally:
-                room.doc.unobserve(sub)
-        return {
-            "restored_to": at.isoformat(),
-            "seq": past.seq,
-            "change_bytes": sum(map(len, changes)),
-        }
+
+        def plan(current: bytes) -> bytes:
+            return forward_change(current, from_update(past.update))
+
+        change = await self._converge(name, plan)
+        return {"restored_to": at.isoformat(), "seq": past.seq, "change_bytes": change}
 
     # -- connections -----------------------------------------------------------------
 
-    async def end(self, user_id: str, document: str | None) -> int:
-        return await self._state.connections.end(
-            lambda e: e.user_id == user_id and (document is None or e.document == document),
-            4403,
-            "ended by an administrator",
+    async def end(self, user_id: str, document: str | None) -> dict[str, Any]:
+        """Ends the user's connections on whichever node serves them."""
+        return await cluster.end(
+            self._state, user_id, document, CloseCode.FORBIDDEN, "ended by an administrator"
         )
 
-    def set_role(self, user_id: str, role: str, document: str | None) -> int:
-        """Downgrades a connected user's live connections; takes effect on their next
-        write, without a reconnect. Returns how many connections changed.
+    async def set_role(self, user_id: str, role: str | None, classroom: str) -> None:
+        """Lowers ``user_id``'s role in ``classroom`` to ``role`` (``None``: restores the
+        role their token carries), as a write to the classroom document's ``state``. It
+        reaches every node holding the classroom and lasts across reconnects; the next
+        write of that user is judged with it, on the connection they have.
 
         Raises:
             ValueError: ``role`` is not a downgrade (student or observer).
         """
-        if role not in DOWNGRADES:
-            raise ValueError(f"role must be one of {', '.join(DOWNGRADES)}")
-        changed = 0
-        for name, room in self._state.registry.rooms.items():
-            if document is not None and name != document:
-                continue
+        if role is not None and role not in OVERRIDES:
+            raise ValueError(f"role must be one of {', '.join(OVERRIDES)}, or null to restore")
+        async with self._state.registry.hold(class_of(classroom)) as room:
+            state = room.doc.get("state", type=Map)
+            key = ROLE_KEY + user_id
+            with room.doc.transaction():
+                if role is not None:
+                    state[key] = role
+                elif key in state:
+                    del state[key]
+            # A user told once that a write was refused is told again for the next one.
             for client in room.clients.values():
                 if client.peer.user_id == user_id:
-                    client.peer = replace(
-                        client.peer, role=role, read_only=role == Role.OBSERVER.value
-                    )
                     client.denied_notified = False
-                    changed += 1
-        for entry in self._state.connections.entries():
-            if entry.user_id == user_id and (document is None or entry.document == document):
-                entry.role = role
-        return changed
+
+    async def roles(self, classroom: str) -> dict[str, str]:
+        doc, _ = await self.current(class_of(classroom))
+        return role_overrides(doc)
 
     # -- deletion --------------------------------------------------------------------
 
@@ -202,9 +188,8 @@ class Inspector:
         """Hides the document: new connections are refused (4404), open ones ended. Its
         log is kept, so :meth:`undelete` brings it back whole."""
         await asyncio.to_thread(self.set_deleted, name, True, actor)
-        return await self._state.connections.end(
-            lambda e: e.document == name, 4404, "document deleted"
-        )
+        ended = await cluster.end(self._state, None, name, CloseCode.NOT_FOUND, "document deleted")
+        return int(ended["ended"])
 
     # -- attendance ------------------------------------------------------------------
 

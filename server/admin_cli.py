@@ -23,7 +23,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from collab.adapters.sql_store import SqlStore
-from collab.content import from_update, to_data
+from collab.content import (
+    data_kinds,
+    forward_change,
+    from_data,
+    from_update,
+    shared_paths,
+    to_data,
+)
 from collab.ports import MAX_HISTORY_PAGE, DocumentName, StoredUpdate
 
 from .auth import Claims, Role, authorize
@@ -107,7 +114,9 @@ async def export(store: SqlStore, name: DocumentName, args: argparse.Namespace) 
                 doc.apply_update(update)
                 bar.advance(task)
     data = (
-        json.dumps({"document": name, "content": to_data(doc)}, indent=2).encode()
+        json.dumps(
+            {"document": name, "content": to_data(doc), "shared": shared_paths(doc)}, indent=2
+        ).encode()
         if args.json
         else doc.get_update()
     )
@@ -126,6 +135,11 @@ def _read(file: str) -> bytes:
 
 async def import_(store: SqlStore, name: DocumentName, args: argparse.Namespace) -> int:
     data = await asyncio.to_thread(_read, str(args.file))
+    if args.json or str(args.file).endswith(".json"):
+        data = await _json_change(store, name, data, str(args.file))
+        if not data:
+            print(f"{name} already holds that content; nothing imported", file=sys.stderr)
+            return 0
     try:
         from_update(data)
     except ValueError as exc:
@@ -133,6 +147,23 @@ async def import_(store: SqlStore, name: DocumentName, args: argparse.Namespace)
     await store.append({name: [StoredUpdate(data, AUTHOR, datetime.now(UTC))]})
     print(f"imported {len(data)} bytes into {name}", file=sys.stderr)
     return 0
+
+
+async def _json_change(store: SqlStore, name: DocumentName, raw: bytes, file: str) -> bytes:
+    """The forward change that makes the stored document's content the JSON file's (as
+    written by ``export --json``); empty when it already is. Raises ``ValueError``."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"{file} is not JSON: {str(exc)[:120]}") from exc
+    if not isinstance(body, dict) or "content" not in body:
+        raise ValueError(f'{file}: expected {{"content": {{root: data}}, "shared": [paths]?}}')
+    try:
+        target = from_data(body["content"], body.get("shared"))
+    except ValueError as exc:
+        raise ValueError(f"{file}: {exc}") from exc
+    current = (await store.load(name)).to_doc()
+    return forward_change(current.get_update(), target, data_kinds(body["content"]))
 
 
 async def compact(store: SqlStore, name: DocumentName, args: argparse.Namespace) -> int:
@@ -182,8 +213,9 @@ def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> N
     exp = command("export", "write a document as a Yjs update (or --json)")
     exp.add_argument("-o", "--output", type=Path, help="file to write (default stdout)")
     exp.add_argument("--json", action="store_true", help="the content as JSON instead")
-    imp = command("import", "merge a Yjs update file into a document")
-    imp.add_argument("file", help="the update file, or - for stdin")
+    imp = command("import", "merge a Yjs update (or a .json export) into a document")
+    imp.add_argument("file", help="the update or .json file, or - for stdin")
+    imp.add_argument("--json", action="store_true", help="the file is JSON (export --json)")
     his = command("history", "list logged updates: seq, time, author, size")
     his.add_argument("--author", help="only this author's updates")
     his.add_argument("--since", help="from this ISO 8601 time")

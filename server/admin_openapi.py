@@ -34,7 +34,8 @@ _TARGET = {
                 "properties": {
                     "user_id": {"type": "string"},
                     "document": {"type": "string"},
-                    "role": {"enum": ["student", "observer"]},
+                    "classroom": {"type": "string"},
+                    "role": {"enum": ["student", "observer", None]},
                 },
             }
         }
@@ -58,7 +59,12 @@ SPEC: dict[str, Any] = {
     },
     "security": [{"bearer": []}, {"session": []}],
     "paths": {
-        "/api/admin/rooms": {"get": _op("Live rooms of this node with their connections")},
+        "/api/admin/rooms": {
+            "get": _op(
+                "Live rooms of every node with their connections; `nodes.missing` names the "
+                "nodes that did not answer within 2 s"
+            )
+        },
         "/api/admin/users": {"get": _op("Accounts")},
         "/api/admin/classrooms": {"get": _op("Classrooms")},
         "/api/admin/audit": {
@@ -71,6 +77,12 @@ SPEC: dict[str, Any] = {
             "get": _op(
                 "Who was present, from when to when, from which device",
                 [{**_NAME, "name": "classroom"}, *_WINDOW],
+            )
+        },
+        "/api/admin/classrooms/{classroom}/roles": {
+            "get": _op(
+                "Role overrides in force in the classroom (user id -> role)",
+                [{**_NAME, "name": "classroom"}],
             )
         },
         "/api/admin/documents/{name}": {
@@ -107,9 +119,26 @@ SPEC: dict[str, Any] = {
         },
         "/api/admin/import/{name}": {
             "post": _op(
-                "Merge a Yjs update into the document (a server write)",
+                "Merge a Yjs update into the document (a server write), or make its content "
+                "a JSON export's (`application/json`: `content`, `shared`), as one forward "
+                "change",
                 [_NAME],
-                requestBody={"required": True, "content": {"application/octet-stream": {}}},
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/octet-stream": {},
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["content"],
+                                "properties": {
+                                    "content": {"type": "object"},
+                                    "shared": {"type": "array", "items": {"type": "array"}},
+                                },
+                            }
+                        },
+                    },
+                },
             )
         },
         "/api/admin/restore/{name}": {
@@ -120,7 +149,7 @@ SPEC: dict[str, Any] = {
             )
         },
         "/api/admin/connections/end": {
-            "post": _op("End a user's connections (4403)", requestBody=_TARGET)
+            "post": _op("End a user's connections (4403) on every node", requestBody=_TARGET)
         },
         "/api/admin/billing/customers/{stripe_customer_id}": {
             "get": _op(
@@ -129,7 +158,11 @@ SPEC: dict[str, Any] = {
             )
         },
         "/api/admin/connections/role": {
-            "post": _op("Downgrade a connected user's role live", requestBody=_TARGET)
+            "post": _op(
+                "Lower a user's role in a classroom (lasts across reconnects, every node), "
+                "or restore it with `role: null`",
+                requestBody=_TARGET,
+            )
         },
     },
 }

@@ -15,7 +15,7 @@ from collab.registry import Registry
 from sfu.call import SfuConfig
 from sfu.service import Sfu
 
-from . import control
+from . import cluster, control
 from .billing_gate import billing_lifespan
 from .bus import make_bus
 from .call_policy import CallPolicyFeed
@@ -60,6 +60,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 Sfu(sfu_config) as sfu,
             ):
                 state = AppState(settings, settings.signing_secret(), engine, registry)
+                # Admin questions from other nodes: this node's rooms, ending its
+                # connections (server/cluster.py).
+                bus.on_ask(cluster.answerer(state))
                 state.billing = billing
                 state.sfu, state.call_policy = sfu, CallPolicyFeed(registry, sfu)
                 app.state.inkroom = state

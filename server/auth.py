@@ -21,6 +21,7 @@ ALGORITHM = "HS256"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}(/[A-Za-z0-9_.\-]{1,64}){0,3}")
 _CLASSROOM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 MAX_NAME = 200
+CLASSROOM_ID = _CLASSROOM
 
 
 class Role(StrEnum):

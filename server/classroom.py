@@ -5,9 +5,17 @@ tutors write its ``state`` map (board lock, follow-me); students may raise or lo
 own hand and append their own chat messages. Nothing here keeps a copy of that state:
 each decision reads the live document, so it can never disagree with what clients see.
 
-Document layout: root ``Y.Map state`` (``boardLocked``, ``followMe``, ...), root
+Document layout: root ``Y.Map state`` (``boardLocked``, ``followMe``, and
+``role:USER``: a role override, below), root
 ``Y.Map hands`` (user id -> ``{t: timestamp, n: name}``), root ``Y.Array chat`` of
 ``{id, userId, name, text, ts}``. The board is ``{C}/board`` with roots ``shapes`` and ``pages``.
+
+A role override lowers what a user's token grants in this classroom, for as long as it
+stays in ``state`` (``role:USER`` = ``"student"`` or ``"observer"``; deleting the key
+restores the token's role). Only staff write ``state``, so nobody lifts their own. Every
+write, and every presence stamp, reads it from the live document: a downgrade takes
+effect on the user's next write on every node holding the classroom, survives a
+reconnect with the same token, and needs no copy kept anywhere else.
 
 A student's write is judged by what it *is* (:mod:`collab.updates`), before it is
 applied, at a cost that depends on the update and never on the document:
@@ -26,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from pycrdt import Doc, Map
@@ -59,6 +68,47 @@ def classroom_documents(classroom: str) -> frozenset[str]:
     """The documents a classroom has for students and observers: they can open these and
     no others, so they can never bring a new document into existence."""
     return frozenset({classroom + BOARD_SUFFIX, classroom + CLASS_SUFFIX})
+
+
+ROLE_KEY = "role:"
+# Lowest first: an override only ever lowers a role.
+_RANK = {Role.OBSERVER.value: 0, Role.STUDENT.value: 1, Role.TUTOR.value: 2}
+OVERRIDES = (Role.STUDENT.value, Role.OBSERVER.value)
+
+
+def class_of(document: str) -> DocumentName:
+    """``C/class`` for any document of classroom ``C`` (``C``, ``C/board``, ``C/notes``)."""
+    return DocumentName(document.split("/", 1)[0] + CLASS_SUFFIX)
+
+
+def role_override(class_doc: Doc[Any], user_id: str) -> str | None:
+    value = class_doc.get("state", type=Map).get(ROLE_KEY + user_id)
+    return value if value in OVERRIDES else None
+
+
+def role_overrides(class_doc: Doc[Any]) -> dict[str, str]:
+    """``{user: role}`` for every override in the classroom."""
+    state = class_doc.get("state", type=Map)
+    return {
+        key[len(ROLE_KEY) :]: value
+        for key, value in state.items()
+        if key.startswith(ROLE_KEY) and value in OVERRIDES
+    }
+
+
+def lower(peer: Peer, role: str | None) -> Peer:
+    """``peer`` with the override ``role`` applied, when it lowers the role. Admins are not
+    classroom members: no override applies to them."""
+    if role is None or peer.role not in _RANK or _RANK[role] >= _RANK[peer.role]:
+        return peer
+    return replace(peer, role=role, read_only=peer.read_only or role == Role.OBSERVER.value)
+
+
+def effective_peer(peer: Peer, class_doc: Doc[Any] | None) -> Peer:
+    """``peer`` as the classroom document ``class_doc`` says it is now."""
+    if class_doc is None:
+        return peer
+    return lower(peer, role_override(class_doc, peer.user_id))
 
 
 def board_locked(class_doc: Doc[Any]) -> bool:
@@ -266,6 +316,17 @@ def judge_class(update: Update, index: DocumentIndex, peer: Peer) -> Judgement:
 _ARRAY_ROOTS = frozenset({("chat", None, 1)})
 
 
+def judge_nothing(update: Update, index: DocumentIndex, user: str) -> Judgement:
+    """A write by someone whose override takes writing away (here): every new item becomes
+    a ``GC`` range and every delete is dropped. Not rejected whole, as a read-only token's
+    write is: the sender's clock stays contiguous and its view drops what it wrote, so its
+    writes integrate again, on the same connection, once the override is removed."""
+    check = _Structure(update, index, user)
+    if check.refusal is not None:
+        return Refused(check.refusal)
+    return _verdict(check, [s for s in check.new if s.ref != GC], {})
+
+
 def judge_other(update: Update, index: DocumentIndex, user: str) -> Judgement:
     check = _Structure(update, index, user)
     return Refused(check.refusal) if check.refusal is not None else Verdict.ALLOW
@@ -280,10 +341,30 @@ class ClassroomHooks:
 
     def __init__(self) -> None:
         self._rooms: dict[DocumentName, Room] = {}
+        # Each loaded classroom document's role overrides, kept by an observer of its
+        # ``state`` map: updated inside the transaction that changes them, so never
+        # behind the document, and a write's judge reads a dict instead of the document.
+        self._overrides: dict[DocumentName, dict[str, str]] = {}
+        self._watches: dict[DocumentName, Any] = {}
+
+    def effective(self, peer: Peer, document: str) -> Peer:
+        """``peer`` as its classroom's document says it is now (a role override)."""
+        overrides = self._overrides.get(class_of(document))
+        return lower(peer, overrides.get(peer.user_id)) if overrides else peer
 
     def judge_write(self, peer: Peer, room: Room, update: bytes) -> Judgement:
         if peer.read_only:
             return Verdict.REJECT
+        token_role = peer.role
+        peer = self.effective(peer, room.name)
+        if peer.read_only or (
+            # Staff downgraded to student: a student writes no document but the board and
+            # the classroom's.
+            token_role in STAFF
+            and peer.role not in STAFF
+            and not room.name.endswith((BOARD_SUFFIX, CLASS_SUFFIX))
+        ):
+            return judge_nothing(parse(update, values=False), room.index, peer.user_id)
         if peer.role in STAFF:
             return Verdict.ALLOW
         if room.name.endswith(CLASS_SUFFIX):
@@ -304,6 +385,7 @@ class ClassroomHooks:
         return name.endswith(CLASS_SUFFIX)
 
     def stamp_presence(self, peer: Peer, room: Room, state: dict[str, Any]) -> dict[str, Any]:
+        peer = self.effective(peer, room.name)
         # The web client's fields: u (user id), n (name), r (role) on the classroom
         # document's roster entry; u on a board cursor. The server writes them.
         if room.name.endswith(CLASS_SUFFIX):
@@ -318,6 +400,25 @@ class ClassroomHooks:
     def on_room_loaded(self, room: Room) -> None:
         if room.name.endswith(CLASS_SUFFIX):
             self._rooms[room.name] = room
+            overrides = self._overrides[room.name] = role_overrides(room.doc)
+
+            def changed(event: Any) -> None:
+                for key, change in event.keys.items():
+                    if not key.startswith(ROLE_KEY):
+                        continue
+                    value = change.get("newValue") if change["action"] != "delete" else None
+                    if value in OVERRIDES:
+                        overrides[key[len(ROLE_KEY) :]] = value
+                    else:
+                        overrides.pop(key[len(ROLE_KEY) :], None)
+
+            state = room.doc.get("state", type=Map)
+            self._watches[room.name] = (state, state.observe(changed))
 
     def on_room_unloaded(self, room: Room) -> None:
         self._rooms.pop(room.name, None)
+        self._overrides.pop(room.name, None)
+        watch = self._watches.pop(room.name, None)
+        if watch is not None:
+            state, subscription = watch
+            state.unobserve(subscription)

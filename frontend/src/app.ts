@@ -6,7 +6,7 @@ import { Classroom, type FollowMe } from './classroom'
 import { Link, type LinkState } from './link'
 import { Renderer } from './render'
 import { CursorPublisher, type CursorState, qualityOf, rosterOf, userColour } from './presence'
-import { type Session, canDraw, isTeacher } from './session'
+import { type Role, type Session, canDraw, isTeacher, lowered } from './session'
 import { DRAWING_TOOLS, type Tool, Tools } from './tools'
 import { type Chrome, COLOURS, WIDTHS, buildChrome, h, renderChat, renderRoster } from './ui'
 import { iconEl } from './icons'
@@ -104,9 +104,14 @@ export class App {
     this.classLink.destroy()
   }
 
+  /** The role in force now: the token's, lowered by an administrator's override. */
+  get role(): Role {
+    return lowered(this.session.role, this.classroom.roleOverride(this.session.userId))
+  }
+
   canDraw(): boolean {
-    if (!canDraw(this.session.role)) return false
-    return !(this.classroom.boardLocked && !isTeacher(this.session.role))
+    if (!canDraw(this.role)) return false
+    return !(this.classroom.boardLocked && !isTeacher(this.role))
   }
 
   private slowLink(): boolean {
@@ -208,7 +213,7 @@ export class App {
     const locked = this.classroom.boardLocked
     const f = this.classroom.followMe
     const me = this.session.userId
-    const teacher = isTeacher(this.session.role)
+    const teacher = isTeacher(this.role)
     this.chrome.lock.checked = locked
     this.chrome.follow.checked = !!f && f.userId === me
     this.chrome.root.dataset.locked = String(locked)
@@ -218,6 +223,8 @@ export class App {
     if (locked) messages.push(teacher ? 'Board locked for students' : 'The tutor has locked the board')
     if (following) messages.push('Following the tutor’s view')
     if (this.session.role === 'observer') messages.push('Observing: view only')
+    else if (this.role !== this.session.role)
+      messages.push(this.role === 'observer' ? 'An administrator made you an observer: view only' : 'An administrator limited you to what a student may do')
     this.chrome.banner.hidden = messages.length === 0
     this.chrome.banner.textContent = messages.join(' · ')
     const drawable = this.canDraw()

@@ -64,6 +64,11 @@ export class Classroom {
     this.doc.transact(() => this.state.set('boardLocked', locked), LOCAL)
   }
 
+  /** An administrator's override of this user's role (`state["role:USER"]`), if any. */
+  roleOverride(userId: string): unknown {
+    return this.state.get('role:' + userId)
+  }
+
   get followMe(): FollowMe | null {
     const v = this.state.get('followMe')
     const o = v instanceof Y.Map ? (v.toJSON() as Record<string, unknown>) : (v as Record<string, unknown> | null)

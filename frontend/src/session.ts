@@ -92,6 +92,15 @@ export function canDraw(role: Role): boolean {
   return role !== 'observer'
 }
 
+const RANK: Record<string, number> = { observer: 0, student: 1, tutor: 2 }
+
+/** The role in force: an administrator's override in the classroom document lowers the
+ * token's role (never raises it, and never touches an admin's), as the server judges. */
+export function lowered(role: Role, override: unknown): Role {
+  if (typeof override !== 'string' || !(role in RANK) || !(override in RANK) || override === 'tutor') return role
+  return RANK[override] < RANK[role] ? (override as Role) : role
+}
+
 export function isTeacher(role: Role): boolean {
   return role === 'tutor' || role === 'admin'
 }

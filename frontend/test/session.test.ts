@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { decodeClaims, lastClassroom, rememberLast, sessionFromToken } from '../src/session'
+import { decodeClaims, lastClassroom, lowered, rememberLast, sessionFromToken } from '../src/session'
 
 const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url')
 const jwt = (claims: object) => `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}.sig`
@@ -48,5 +48,17 @@ describe('the last classroom (where the installed app starts)', () => {
     expect(lastClassroom(storage)).toBeNull()
     storage.setItem('inkroom.last', 'not json')
     expect(lastClassroom(storage)).toBeNull()
+  })
+})
+
+describe('a role override', () => {
+  it('lowers the token role, never raises it, and leaves admins alone', () => {
+    expect(lowered('student', 'observer')).toBe('observer')
+    expect(lowered('tutor', 'student')).toBe('student')
+    expect(lowered('student', 'tutor')).toBe('student')
+    expect(lowered('observer', 'student')).toBe('observer')
+    expect(lowered('admin', 'observer')).toBe('admin')
+    expect(lowered('student', undefined)).toBe('student')
+    expect(lowered('student', 'king')).toBe('student')
   })
 })

@@ -8,6 +8,7 @@ cannot be written, nothing runs (503).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,11 +19,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from collab.content import from_update, to_data
+from collab.content import from_update, shared_paths, to_data
+from collab.errors import BusUnavailable
 from collab.ports import MAX_HISTORY_PAGE, DocumentName
 
+from .. import cluster
 from ..admin import Inspector
 from ..admin_openapi import SPEC
+from ..auth import CLASSROOM_ID as _CLASSROOM
 from ..auth import Claims, Role, authorize
 from ..errors import Forbidden, InvalidToken
 from ..state import AppState
@@ -163,6 +167,9 @@ def guarded(handler: Handler) -> Handler:
         except BadInput as exc:
             note.detail = str(exc)
             return error(400, str(exc), "invalid")
+        except BusUnavailable as exc:  # too many questions to the other nodes in flight
+            note.detail = str(exc)
+            return error(503, f"{exc}; try again", "busy")
 
     run_it.__name__ = handler.__name__
     return run_it
@@ -186,8 +193,9 @@ async def openapi(request: Request, ins: Inspector, who: Principal, note: Note) 
 
 
 @admin("rooms")
+@guarded
 async def rooms(request: Request, ins: Inspector, who: Principal, note: Note) -> Response:
-    return JSONResponse({"rooms": ins.rooms()}, headers={"Cache-Control": "no-store"})
+    return JSONResponse(await ins.rooms(), headers={"Cache-Control": "no-store"})
 
 
 @admin("users")
@@ -302,7 +310,9 @@ async def export(request: Request, ins: Inspector, who: Principal, note: Note) -
     name = _name(request)
     doc, _ = await ins.current(name)
     if request.query_params.get("format") == "json":
-        return JSONResponse({"document": name, "content": to_data(doc)})
+        return JSONResponse(
+            {"document": name, "content": to_data(doc), "shared": shared_paths(doc)}
+        )
     return _binary(doc.get_update(), f"{name}.yjs")
 
 
@@ -317,11 +327,29 @@ async def import_(request: Request, ins: Inspector, who: Principal, note: Note) 
         body += chunk
         if len(body) > limit:
             return error(413, f"an import is at most {limit} bytes", "too_large")
+    note.detail = f"{len(body)} bytes"
+    if request.headers.get("content-type", "").split(";")[0].strip() == "application/json":
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise BadInput(f"the body is not JSON: {str(exc)[:120]}") from exc
+        try:
+            change = await ins.import_data(name, data)
+        except ValueError as exc:
+            raise BadInput(f"nothing imported: {exc}") from exc
+        note.detail += " json"
+        return JSONResponse(
+            {
+                "document": name,
+                "imported_bytes": len(body),
+                "format": "json",
+                "change_bytes": change,
+            }
+        )
     try:
         grew = await ins.import_update(name, body)
     except ValueError as exc:
         raise BadInput("the body is not a Yjs update") from exc
-    note.detail = f"{len(body)} bytes"
     return JSONResponse({"document": name, "imported_bytes": len(body), "grew_by": grew})
 
 
@@ -368,22 +396,66 @@ async def _target(request: Request, note: Note) -> tuple[str, str | None, dict[s
 @guarded
 async def end_connection(request: Request, ins: Inspector, who: Principal, note: Note) -> Response:
     user, document, _ = await _target(request, note)
-    return JSONResponse({"ended": await ins.end(user, document)})
+    result = await ins.end(user, document)
+    note.detail = f"ended={result['ended']} missing={','.join(result['nodes']['missing'])}"[:200]
+    return JSONResponse(result)
+
+
+def _classroom(raw: object) -> str:
+    if not isinstance(raw, str) or not _CLASSROOM.fullmatch(raw):
+        raise BadInput("classroom must be a classroom id")
+    return raw
 
 
 @admin("connection.role")
 @guarded
 async def set_role(request: Request, ins: Inspector, who: Principal, note: Note) -> Response:
+    """Lowers (or, with ``"role": null``, restores) a user's role in a classroom, for as
+    long as the override stays; the classroom is ``classroom``, else ``document``'s, else
+    every classroom the user is connected to now (on any node)."""
     user, document, body = await _target(request, note)
     role = body.get("role")
-    if not isinstance(role, str):
-        raise BadInput("role must be a string")
+    if role is not None and not isinstance(role, str):
+        raise BadInput("role must be a string, or null to restore")
+    listing = await ins.rooms()
+    if body.get("classroom") is not None:
+        classrooms = {_classroom(body["classroom"])}
+    elif document is not None:
+        classrooms = {_classroom(document.split("/", 1)[0])}
+    else:
+        classrooms = cluster.user_classrooms(listing, user)
+        if not classrooms:
+            raise BadInput("the user has no open connection: name a classroom")
     try:
-        changed = ins.set_role(user, role, document)
+        for classroom in sorted(classrooms):
+            await ins.set_role(user, role, classroom)
     except ValueError as exc:
         raise BadInput(str(exc)) from exc
-    note.detail = f"role={role}"
-    return JSONResponse({"changed": changed, "role": role})
+    note.detail = f"role={role} classrooms={','.join(sorted(classrooms))}"[:200]
+    live = [
+        c
+        for room in listing["rooms"]
+        if room["name"].split("/", 1)[0] in classrooms
+        and (document is None or room["name"] == document)
+        for c in room["connections"]
+        if c["user_id"] == user
+    ]
+    return JSONResponse(
+        {
+            "changed": len(live),
+            "role": role,
+            "classrooms": sorted(classrooms),
+            "nodes": listing["nodes"],
+        }
+    )
+
+
+@admin("classroom.roles")
+@guarded
+async def roles(request: Request, ins: Inspector, who: Principal, note: Note) -> Response:
+    classroom = _classroom(request.path_params["classroom"])
+    note.target = classroom
+    return JSONResponse({"classroom": classroom, "overrides": await ins.roles(classroom)})
 
 
 @admin("classroom.attendance")
@@ -416,6 +488,7 @@ def admin_routes() -> list[Route]:
         Route(f"{p}/classrooms", classrooms),
         Route(f"{p}/audit", audit),
         Route(p + "/classrooms/{classroom}/attendance", attendance),
+        Route(p + "/classrooms/{classroom}/roles", roles),
         Route(p + "/documents/{name:path}", document),
         Route(p + "/documents/{name:path}", delete, methods=["DELETE"]),
         Route(p + "/undelete/{name:path}", undelete, methods=["POST"]),

@@ -13,8 +13,8 @@ from collab.protocol import PermissionDenied
 from collab.session import serve
 
 from ..admin import document_deleted
-from ..auth import Claims, authorize, require_document, verify
-from ..classroom import STAFF, class_document
+from ..auth import Claims, Role, authorize, require_document, verify
+from ..classroom import CLASS_SUFFIX, class_of
 from ..connections import classroom_of
 from ..errors import ClassroomArchived, Forbidden, NotFound, ServerError
 from ..state import AppState
@@ -121,14 +121,14 @@ async def _serve(
 ) -> None:
     fields = {"document": document}
     peer = claims.peer()
-    class_name = class_document(document)
+    class_name = class_of(document)
     # Tracked, so an archive or a removal can end it (server/connections.py).
     async with state.connections.track(claims, document, connection):
-        if class_name is None or peer.role in STAFF or peer.read_only:
+        if claims.role not in (Role.TUTOR, Role.STUDENT) or document.endswith(CLASS_SUFFIX):
             await serve(state.registry, connection, DocumentName(document), peer)
             return
-        # A student's board writes are judged against the live classroom document, so it
-        # stays loaded for as long as the student is connected to the board.
+        # Writes are judged against the live classroom document (a student's board
+        # writes, anyone's role override), so it stays loaded while they are connected.
         try:
             async with state.registry.hold(class_name):
                 await serve(state.registry, connection, DocumentName(document), peer)

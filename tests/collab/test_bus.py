@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -197,3 +197,42 @@ async def test_control_calls_reach_every_node_including_the_sender(
     call = ControlCall(ControlKind.END_CLASSROOM, classroom="c1", reason="archived")
     await buses[0].publish_control(call)
     await eventually(lambda: calls == [[call], [call]], deadline=3)
+
+
+@pytest.mark.anyio
+async def test_a_question_gathers_every_nodes_reply_and_names_the_silent_ones(
+    cluster: Cluster, stack: contextlib.AsyncExitStack
+) -> None:
+    a, b, c = [await running(cluster.node(), stack) for _ in range(3)]
+
+    def replier(bus: Bus) -> Callable[[bytes], bytes]:
+        return lambda q: q + b" from " + bus.node_id.encode()
+
+    for bus in (a, b, c):
+        bus.on_ask(replier(bus))
+    # Each node must have heard the others before it expects their replies.
+    await eventually(lambda: a.peers == 2, deadline=5)
+    answers = await a.ask(b"rooms?", wait=5)
+    assert answers.missing == ()
+    assert answers.replies == {n.node_id: b"rooms? from " + n.node_id.encode() for n in (a, b, c)}
+    # A node that cannot answer (its handler fails) and one cut off: both named missing,
+    # once the deadline passes; the rest still answer.
+    b.on_ask(lambda q: 1 / 0)  # type: ignore[arg-type,return-value]
+    await eventually(lambda: a.peers == 2, deadline=5)
+    cluster.partition(c)  # a still counts it alive: heard from less than a timeout ago
+    answers = await a.ask(b"again", wait=NODE_TIMEOUT / 4)
+    assert set(answers.replies) == {a.node_id}
+    assert set(answers.missing) == {b.node_id, c.node_id}
+    with pytest.raises(ValueError, match="a question is at most 65536 bytes"):
+        await a.ask(b"x" * 65537, wait=1)
+
+
+@pytest.mark.anyio
+async def test_a_single_node_answers_itself_at_once(
+    cluster: Cluster, stack: contextlib.AsyncExitStack
+) -> None:
+    a = await running(cluster.node(), stack)
+    a.on_ask(lambda q: b"alone")
+    answers = await asyncio.wait_for(a.ask(b"?", wait=30), 5)
+    assert answers.replies == {a.node_id: b"alone"}
+    assert answers.missing == ()

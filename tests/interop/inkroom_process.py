@@ -197,6 +197,12 @@ class InkroomServer:
             await process.aclose()
         return graceful
 
+    def send_signal(self, sig: signal.Signals) -> None:
+        """SIGSTOP freezes the node (alive to the others until their timeout, answering
+        nothing); SIGCONT thaws it."""
+        assert self._process is not None, "not running"
+        self._process.send_signal(sig)
+
     async def kill(self) -> None:
         """SIGKILL: no drain, no flush, no goodbye on the bus."""
         process, self._process = self._process, None

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pycrdt import Doc, Map
+from pycrdt import Array, Doc, Map, Text
 from sqlalchemy import func, select
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from collab.protocol import SyncUpdate, decode
+from collab.content import from_update, to_data
+from collab.protocol import PermissionDenied, SyncUpdate, decode
 from server.app import create_app
 from server.audit import audit_table
 from server.auth import Role, issue
@@ -141,11 +142,11 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
     assert set(calls()) - {("GET", "/api/admin/openapi.json")} <= documented
 
 
-def _write(ws: Any, key: str, value: int) -> None:
+def _write(ws: Any, key: str, value: int, root: str = "map") -> None:
     doc: Doc[Any] = Doc()
     updates: list[bytes] = []
     doc.observe(lambda e: updates.append(e.update))
-    doc.get("map", type=Map)[key] = value
+    doc.get(root, type=Map)[key] = value
     ws.send_bytes(bytes(SyncUpdate(updates[0])))
 
 
@@ -222,6 +223,165 @@ def test_document_as_data_history_state_at_export_import(client: TestClient) -> 
     bad_name = client.get("/api/admin/documents/c1/a%20b", headers=admin)
     assert bad_name.status_code == 400
     assert bad_name.json()["error"] == "invalid document name 'c1/a b'"
+
+
+def test_json_import_builds_shared_types_as_a_forward_change_and_refuses_malformed_json(
+    client: TestClient,
+) -> None:
+    admin = bearer(token(Role.ADMIN, "ops", classroom="admin"))
+    as_json = {**admin, "content-type": "application/json"}
+    body: dict[str, Any] = {
+        "content": {"shapes": {"s1": {"t": "ink", "pts": [1, 2, 3]}}, "title": "Lesson"},
+        "shared": [["shapes", "s1"], ["shapes", "s1", "pts"]],
+    }
+    with client.websocket_connect(f"/ws/c1/json?token={token(Role.TUTOR, 'ada')}") as ws:
+        ws.receive_bytes()  # SyncStep1
+        _write(ws, "kept", 1)
+        r = client.post("/api/admin/import/c1/json", json=body, headers=admin)
+        assert r.status_code == 200, r.text
+        assert r.json()["format"] == "json"
+        assert r.json()["change_bytes"] > 0
+        # The connected client receives the import as one ordinary update.
+        seen: Doc[Any] = Doc()
+        seen.get("map", type=Map)
+        while "shapes" not in to_data(seen):
+            message = decode(ws.receive_bytes())
+            if isinstance(message, SyncUpdate):
+                seen.apply_update(message.update)
+        assert to_data(seen)["shapes"] == body["content"]["shapes"]
+    exported = client.get("/api/admin/export/c1/json", headers=admin)
+    doc = from_update(exported.content)
+    shape = doc.get("shapes", type=Map)["s1"]
+    assert isinstance(shape, Map)
+    assert isinstance(shape["pts"], Array)  # as the board draws them
+    assert str(doc.get("title", type=Text)) == "Lesson"
+    assert doc.get("map", type=Map).to_py() == {}  # a root the import lacks is emptied
+    # Export as JSON, import it back: nothing changes.
+    again = client.get("/api/admin/export/c1/json?format=json", headers=admin).json()
+    assert again["shared"] == body["shared"]
+    same = client.post("/api/admin/import/c1/json", json=again, headers=admin)
+    assert same.json()["change_bytes"] == 0
+    for raw, error in [
+        (b"{not json", "the body is not JSON: Expecting property name enclosed in double quotes"),
+        (b"[1, 2]", 'nothing imported: body must be {"content": {root: data}, "shared": [paths]?}'),
+        (b'{"content": {"n": 1}}', "nothing imported: root 'n' must be an object, an array or"),
+        (
+            b'{"content": {"m": {}}, "shared": [["m", "x"]]}',
+            "nothing imported: shared path ['m', 'x'] is not in content",
+        ),
+        (b"[" * 100_000, "the body is not JSON"),
+    ]:
+        refused = client.post("/api/admin/import/c1/json", content=raw, headers=as_json)
+        assert refused.status_code == 400, raw[:40]
+        assert refused.json()["error"].startswith(error)
+        after = client.get("/api/admin/export/c1/json", headers=admin).content
+        assert after == exported.content  # losing nothing
+
+
+def _refused(ws: Any) -> str:
+    """Reads until the server says a write was refused; its reason."""
+    while True:
+        message = decode(ws.receive_bytes())
+        if isinstance(message, PermissionDenied):
+            return message.reason
+
+
+def _shapes(client: TestClient, admin: dict[str, str], want: dict[str, int]) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while True:
+        doc = client.get("/api/admin/documents/c1/board", headers=admin).json()
+        shapes: dict[str, Any] = doc["content"].get("shapes", {})
+        if shapes == want:
+            return shapes
+        assert time.monotonic() < deadline, shapes
+        time.sleep(0.02)
+
+
+def test_a_downgrade_lasts_across_reconnects_until_restored(client: TestClient) -> None:
+    admin = bearer(token(Role.ADMIN, "ops", classroom="admin"))
+    url = f"/ws/c1/board?token={token(Role.STUDENT, 'sam')}"
+    role = "/api/admin/connections/role"
+    with client.websocket_connect(url) as ws:
+        ws.receive_bytes()  # SyncStep1
+        _write(ws, "a", 1, root="shapes")
+        _shapes(client, admin, {"a": 1})
+        r = client.post(role, json={"user_id": "sam", "role": "observer"}, headers=admin)
+        assert r.status_code == 200, r.text
+        assert r.json()["changed"] == 1
+        assert r.json()["classrooms"] == ["c1"]
+        _write(ws, "b", 2, root="shapes")  # the same connection: refused now
+        assert _refused(ws).startswith("read-only")
+        rooms = client.get("/api/admin/rooms", headers=admin).json()
+        (conn,) = next(r for r in rooms["rooms"] if r["name"] == "c1/board")["connections"]
+        assert (conn["role"], conn["read_only"]) == ("observer", True)
+        assert rooms["nodes"]["missing"] == []
+    # A reconnect with the very same token: still an observer.
+    with client.websocket_connect(url) as ws:
+        ws.receive_bytes()
+        _write(ws, "c", 3, root="shapes")
+        assert _refused(ws).startswith("read-only")
+    overrides = client.get("/api/admin/classrooms/c1/roles", headers=admin).json()
+    assert overrides["overrides"] == {"sam": "observer"}
+    # The override lives in the classroom document, where tutors and clients can see it.
+    state = client.get("/api/admin/documents/c1/class", headers=admin).json()["content"]["state"]
+    assert state["role:sam"] == "observer"
+    # Restored: writes are taken again, on a new connection as on an open one.
+    with client.websocket_connect(url) as ws:
+        ws.receive_bytes()
+        r = client.post(
+            role, json={"user_id": "sam", "role": None, "classroom": "c1"}, headers=admin
+        )
+        assert r.status_code == 200, r.text
+        _write(ws, "d", 4, root="shapes")
+        _shapes(client, admin, {"a": 1, "d": 4})
+    assert client.get("/api/admin/classrooms/c1/roles", headers=admin).json()["overrides"] == {}
+    bad = client.post(
+        role, json={"user_id": "sam", "role": "tutor", "classroom": "c1"}, headers=admin
+    )
+    assert bad.status_code == 400
+    assert bad.json()["error"] == "role must be one of student, observer, or null to restore"
+    nobody = client.post(role, json={"user_id": "ghost", "role": "observer"}, headers=admin)
+    assert nobody.json()["error"] == "the user has no open connection: name a classroom"
+
+
+def test_a_tutor_downgraded_to_student_writes_only_what_a_student_may(
+    client: TestClient,
+) -> None:
+    admin = bearer(token(Role.ADMIN, "ops", classroom="admin"))
+    r = client.post(
+        "/api/admin/connections/role",
+        json={"user_id": "tia", "role": "student", "classroom": "c1"},
+        headers=admin,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["changed"] == 0  # not connected: it applies when she comes
+    with client.websocket_connect(f"/ws/c1/notes?token={token(Role.TUTOR, 'tia')}") as ws:
+        ws.receive_bytes()
+        _write(ws, "x", 1)
+        assert _refused(ws).startswith("read-only")  # a student writes no other document
+    with client.websocket_connect(f"/ws/c1/board?token={token(Role.TUTOR, 'tia')}") as ws:
+        ws.receive_bytes()
+        _write(ws, "s", 1, root="shapes")
+        _shapes(client, admin, {"s": 1})  # a student may draw
+        _write(ws, "k", 1, root="map")  # but not outside the board's roots
+        assert _refused(ws).startswith("read-only")
+
+
+def test_ending_a_users_connections_closes_them_with_4403(client: TestClient) -> None:
+    admin = bearer(token(Role.ADMIN, "ops", classroom="admin"))
+    with client.websocket_connect(f"/ws/c1/notes?token={token(Role.TUTOR, 'ada')}") as ws:
+        ws.receive_bytes()
+        r = client.post("/api/admin/connections/end", json={"user_id": "ada"}, headers=admin)
+        assert r.status_code == 200, r.text
+        assert r.json()["ended"] == 1
+        assert r.json()["nodes"]["missing"] == []
+        while True:
+            message = ws.receive()
+            if message["type"] == "websocket.close":
+                break
+        assert message["code"] == 4403
+    again = client.post("/api/admin/connections/end", json={"user_id": "ada"}, headers=admin)
+    assert again.json()["ended"] == 0
 
 
 def test_delete_refuses_new_connections_and_undelete_restores(client: TestClient) -> None:

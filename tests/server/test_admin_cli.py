@@ -77,3 +77,45 @@ def test_bad_input_is_one_plain_line(tmp_path: Path) -> None:
     assert wrong.stderr.strip() == f"inkroom admin import: {junk} is not a Yjs update"
     when = inkroom("admin", "history", "c1/board", "--since", "monday", *d)
     assert when.stderr.strip() == "inkroom admin history: not an ISO 8601 time: 'monday'"
+
+
+def test_import_of_a_json_export_is_a_forward_change_and_malformed_json_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    seed(data, 5)
+    d = ["--data-dir", str(data)]
+    exported = tmp_path / "board.json"
+    assert inkroom("admin", "export", "c1/board", "--json", "-o", str(exported), *d).returncode == 0
+    body = json.loads(exported.read_text())
+    body["content"]["shapes"] = {"s0": 0, "ink": {"t": "ink", "pts": [1, 2]}}
+    body["shared"] = [["shapes", "ink"], ["shapes", "ink", "pts"]]
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(body))
+    imported = inkroom("admin", "import", "c1/board", str(edited), *d)
+    assert imported.returncode == 0, imported.stderr
+    after = json.loads(inkroom("admin", "export", "c1/board", "--json", *d).stdout)
+    assert after["content"]["shapes"] == body["content"]["shapes"]
+    assert after["shared"] == body["shared"]
+    rows = inkroom("admin", "history", "c1/board", *d).stdout.splitlines()
+    assert len(rows) == 6  # the log only grew, by one update
+    assert rows[-1].split("\t")[2] == "admin-cli"
+    # The same file again: nothing to change, nothing appended.
+    assert "nothing imported" in inkroom("admin", "import", "c1/board", str(edited), *d).stderr
+    assert len(inkroom("admin", "history", "c1/board", *d).stdout.splitlines()) == 6
+    # A file that only removes (a shape gone) is a change too.
+    del body["content"]["shapes"]["s0"]
+    edited.write_text(json.dumps(body))
+    assert inkroom("admin", "import", "c1/board", str(edited), *d).returncode == 0
+    after = json.loads(inkroom("admin", "export", "c1/board", "--json", *d).stdout)
+    assert "s0" not in after["content"]["shapes"]
+    assert len(inkroom("admin", "history", "c1/board", *d).stdout.splitlines()) == 7
+    # Malformed: one plain line, nothing appended.
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"content": {"shapes": 3}}')
+    refused = inkroom("admin", "import", "c1/board", str(broken), *d)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"inkroom admin import: {broken}: root 'shapes' must be an object, an array or a string"
+    )
+    assert len(inkroom("admin", "history", "c1/board", *d).stdout.splitlines()) == 7

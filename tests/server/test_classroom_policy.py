@@ -116,3 +116,30 @@ async def test_students_cannot_write_classroom_state_or_others_hands(server: str
         await asyncio.sleep(0)
         assert fresh.doc.get("hands", type=Map).to_py() == {"cy": 1.0}
         assert fresh.doc.get("state", type=Map).to_py() == {}
+
+
+async def test_a_role_override_is_a_tutors_document_write_that_lasts_until_removed(
+    server: str,
+) -> None:
+    async with (
+        WsPeer(url(server, "c1/class", Role.TUTOR, "tutor")) as tutor_class,
+        WsPeer(url(server, "c1/board", Role.TUTOR, "tutor")) as tutor_board,
+    ):
+        # The tutor's own client writes the override: a classroom-state write like the lock.
+        await tutor_class.edit(lambda d: d.get("state", type=Map).update({"role:bo": "observer"}))
+        async with WsPeer(url(server, "c1/board", Role.STUDENT, "bo")) as bo:
+            await bo.edit(draw("while-observer"))
+            await barrier(tutor_board, bo, "meta", "after-observer-stroke")
+            assert strokes(tutor_board.doc) == []
+        # bo cannot lift it: a student writes no classroom state.
+        async with WsPeer(url(server, "c1/class", Role.STUDENT, "bo")) as bo_class:
+            await bo_class.edit(lambda d: d.get("state", type=Map).pop("role:bo"))
+        async with WsPeer(url(server, "c1/board", Role.STUDENT, "bo")) as bo:
+            await bo.edit(draw("still-observer"))
+            await barrier(tutor_board, bo, "meta", "after-second-stroke")
+            assert strokes(tutor_board.doc) == []
+            # Removed by the tutor: bo's next stroke, on the same connection, is taken.
+            await tutor_class.edit(lambda d: d.get("state", type=Map).pop("role:bo"))
+            await barrier(tutor_class, tutor_class, "meta", "removed")
+            await bo.edit(draw("student-again"))
+            await tutor_board.until(lambda: strokes(tutor_board.doc) == ["student-again"])

@@ -8,7 +8,7 @@ import { signal, useSignal } from '@preact/signals'
 import { useEffect, useRef } from 'preact/hooks'
 import * as Y from 'yjs'
 import { ApiError, api } from '../api'
-import { Board, FIRST_PAGE } from '../board'
+import { Board, FIRST_PAGE, type PageView } from '../board'
 import { shapesSvg } from '../export'
 import { ErrorNote, Screen } from './common'
 
@@ -50,14 +50,23 @@ function colourOf(authors: string[], author: string | null): string {
 
 // -- rooms ----------------------------------------------------------------------------
 
+interface Listing {
+  rooms: Room[]
+  nodes: { answered: string[]; missing: string[] }
+  truncated: boolean
+}
+
 function Rooms() {
   const rooms = useSignal<Room[]>([])
+  const nodes = useSignal<Listing['nodes']>({ answered: [], missing: [] })
   const problem = useSignal<string | null>(null)
   useEffect(() => {
     let stop = false
     async function load() {
       try {
-        rooms.value = (await api<{ rooms: Room[] }>('GET', '/api/admin/rooms')).rooms
+        const listing = await api<Listing>('GET', '/api/admin/rooms')
+        rooms.value = listing.rooms
+        nodes.value = listing.nodes
         problem.value = null
       } catch (e) {
         problem.value = (e as ApiError).message
@@ -73,9 +82,15 @@ function Rooms() {
   return (
     <section data-testid="rooms">
       <ErrorNote message={problem.value} />
-      {rooms.value.length === 0 && <p class="muted">No room is open on this node.</p>}
+      <p class="muted" data-testid="nodes">
+        {nodes.value.answered.length} node{nodes.value.answered.length === 1 ? '' : 's'} answered
+        {nodes.value.missing.length > 0 && (
+          <strong> · not answering: {nodes.value.missing.join(', ')} (their rooms are not listed; it refreshes every 2 s)</strong>
+        )}
+      </p>
+      {rooms.value.length === 0 && <p class="muted">No room is open on any node.</p>}
       {rooms.value.map((r) => (
-        <div key={r.name}>
+        <div key={`${r.name}@${r.node}`}>
           <h2>
             <button class="link" type="button" onClick={() => ((docName.value = r.name), (tab.value = 'replay'))}>
               {r.name}
@@ -303,7 +318,11 @@ function Replay({ name, source }: { name: string; source: ReplaySource }) {
   const playing = useSignal(false)
   const byAuthor = useSignal(true)
   const problem = useSignal<string | null>(null)
-  const shown = useSignal<{ seq: number; ids: string[] } | null>(null)
+  const shown = useSignal<{ seq: number; page: string; ids: string[]; exists: boolean } | null>(null)
+  // The page drawn, and every page seen at any moment drawn so far (a page added late in
+  // the lesson is listed once the slider has been at or past its birth).
+  const page = useSignal(FIRST_PAGE)
+  const pages = useSignal<PageView[]>([{ id: FIRST_PAGE, o: 'a0' }])
   const boardRef = useRef<HTMLDivElement>(null)
   const authors = [...new Set(entries.value.map((e) => e.author ?? ''))]
 
@@ -325,17 +344,24 @@ function Replay({ name, source }: { name: string; source: ReplaySource }) {
         const doc = new Y.Doc()
         Y.applyUpdate(doc, update)
         const board = new Board(doc)
-        const shapes = board.pageShapes(FIRST_PAGE)
+        const here = board.pageList()
+        const known = new Map(pages.value.map((p) => [p.id, p]))
+        if (here.some((p) => !known.has(p.id))) {
+          for (const p of here) known.set(p.id, p)
+          pages.value = [...known.values()].sort((a, b) => (a.o < b.o ? -1 : a.o > b.o ? 1 : a.id < b.id ? -1 : 1))
+        }
+        const exists = here.some((p) => p.id === page.value)
+        const shapes = exists ? board.pageShapes(page.value) : []
         const drawn = byAuthor.value ? shapes.map((s) => ({ ...s, c: colourOf(authors, s.a) })) : shapes
         boardRef.current.innerHTML = shapesSvg(drawn)
-        shown.value = { seq: entry.seq, ids: shapes.map((s) => s.id).sort() }
+        shown.value = { seq: entry.seq, page: page.value, ids: shapes.map((s) => s.id).sort(), exists }
         doc.destroy()
       })
       .catch((e: ApiError) => (problem.value = e.message))
     return () => {
       current = false
     }
-  }, [index.value, entries.value, byAuthor.value])
+  }, [index.value, entries.value, byAuthor.value, page.value])
 
   // Play: steps through the log at the speed chosen, by the entries' own times.
   useEffect(() => {
@@ -391,6 +417,16 @@ function Replay({ name, source }: { name: string; source: ReplaySource }) {
               <input type="checkbox" checked={byAuthor.value} onChange={() => (byAuthor.value = !byAuthor.value)} /> Colour by
               author
             </label>
+            <label>
+              Page{' '}
+              <select data-testid="replay-page" value={page.value} onChange={(e) => (page.value = (e.target as HTMLSelectElement).value)}>
+                {pages.value.map((p, i) => (
+                  <option key={p.id} value={p.id}>
+                    {i + 1} of {pages.value.length}
+                  </option>
+                ))}
+              </select>
+            </label>
             {source.canRestore && (
               <button type="button" class="danger" onClick={restore} data-testid="restore">
                 Restore to this moment…
@@ -416,11 +452,17 @@ function Replay({ name, source }: { name: string; source: ReplaySource }) {
               </li>
             ))}
           </ul>
+          {shown.value && !shown.value.exists && (
+            <p class="muted" data-testid="no-page">
+              This page did not exist yet at this moment (or had been removed). Move the timeline on, or pick another page.
+            </p>
+          )}
           <div
             class="adm-board"
             ref={boardRef}
             data-testid="replay-board"
             data-seq={shown.value?.seq ?? ''}
+            data-page={shown.value?.page ?? ''}
             data-shapes={shown.value?.ids.join(',') ?? ''}
           />
         </>
