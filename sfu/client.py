@@ -78,6 +78,7 @@ class CallClient:
         self.errors: list[dict[str, Any]] = []
         self.policy: dict[str, Any] = {}
         self.paused: dict[str, bool] = {}
+        self.quality = "full video"  # what the server says it forwards us (docs/sfu.md)
         self.sub_connected_at: float | None = None
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._tg = asyncio.TaskGroup()
@@ -133,6 +134,8 @@ class CallClient:
             self.tracks = message["tracks"]
         elif kind == "policy":
             self.policy = message["policy"]
+        elif kind == "quality":
+            self.quality = message["state"]
         elif kind == "pause":
             self.paused[message["kind"]] = message["paused"]
         elif kind == "error":

@@ -28,7 +28,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from .errors import BadState, NegotiationFailed
-from .forwarder import Downtrack, PublishedTrack
+from .forwarder import Downtrack, LinkSink, PublishedTrack
 from .hooks import Egress, IdleTrack, Ingest
 from .policy import Kind, Member
 from .signaling import Candidate, ServerMessage
@@ -116,6 +116,9 @@ class Participant:
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
     loopback_only: bool = False
+    # The subscriber's downlink as its receiver reports tell it (see sfu/quality.py);
+    # the call sets it at join so that a layer change reaches the call's policy.
+    link: LinkSink | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -152,9 +155,10 @@ class Participant:
                 on_nack=slot.on_nack,
                 on_keyframe_request=slot.on_keyframe_request,
                 on_remb=slot.on_remb,
+                on_report=slot.on_report,
             )
 
-        slot = Downtrack(self.id, kind, egress, history_size)
+        slot = Downtrack(self.id, kind, egress, history_size, self.link)
         self.slots.append(slot)
         self.offer_needed = True
         return slot

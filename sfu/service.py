@@ -111,11 +111,16 @@ class Sfu:
             log.exception("sfu task failed", extra={"task": name})
 
     async def _watch_speech(self) -> None:
+        links_checked = time.monotonic()
         while True:
             await asyncio.sleep(self.config.speech_check_interval)
             now = time.monotonic()
             for call in tuple(self.calls.values()):
                 call.check_speech(now)
+            if now - links_checked >= 1.0:  # link estimates step up after silences
+                links_checked = now
+                for call in tuple(self.calls.values()):
+                    call.check_links(now)
 
     # -- the plain calls ---------------------------------------------------------------
 

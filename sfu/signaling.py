@@ -210,6 +210,20 @@ class Pause(ServerMessage):
 
 
 @dataclass(frozen=True, slots=True)
+class Quality(ServerMessage):
+    """What the server forwards to this participant now, judged from their link:
+    ``full video``, ``low video`` or ``audio only``, with the loss and round trip seen."""
+
+    TYPE = "quality"
+    state: str
+    loss: float | None
+    rtt: float | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"state": self.state, "loss": self.loss, "rtt": self.rtt}
+
+
+@dataclass(frozen=True, slots=True)
 class Error(ServerMessage):
     TYPE = "error"
     code: ErrorCode
