@@ -239,6 +239,18 @@ class CallClient:
 
     # -- what arrived --------------------------------------------------------------------
 
+    async def packets_received(self) -> dict[str, int]:
+        """RTP packets received so far per kind (``inbound-rtp`` statistics): what
+        reaches this client, before aiortc's jitter buffer, which stalls on every gap
+        where a browser's would conceal it."""
+        counts = {"audio": 0, "video": 0}
+        if self.sub is None:
+            return counts
+        for stats in (await self.sub.getStats()).values():
+            if stats.type == "inbound-rtp":
+                counts[stats.kind] = counts.get(stats.kind, 0) + stats.packetsReceived
+        return counts
+
     def slots_of(self, participant: str, kind: str) -> list[Received]:
         return [
             self.received[mid]
