@@ -249,7 +249,7 @@ class Call:
 
     def on_layer(self, participant: Participant, layer: Layer) -> None:
         """A subscriber's link changed layer: tell them, and forward accordingly."""
-        metrics.LAYER_CHANGES.labels(layer.value).inc()
+        metrics.LAYER_CHANGES.labels(layer.name.lower()).inc()
         est = participant.link.estimate if isinstance(participant.link, Link) else None
         log.info(
             "subscriber layer: %s",
@@ -343,7 +343,7 @@ class Call:
             sum(s.wanted for p in self.participants.values() for s in p.slots)
         )
         for layer in Layer:
-            metrics.SUBSCRIBERS.labels(layer.value).set(
+            metrics.SUBSCRIBERS.labels(layer.name.lower()).set(
                 sum(layer_of(p) is layer for p in self.participants.values())
             )
 

@@ -24,6 +24,7 @@ from sfu.policy import Role as CallRole
 from sfu.service import Session
 from sfu.signaling import Error, Join, ServerMessage, encode, parse
 
+from ..admission import PAUSED, STAFF_ROLES, PaymentRequired, VideoNotIncluded
 from ..auth import Role, authorize, verify
 from ..errors import ServerError
 from ..state import AppState
@@ -106,6 +107,7 @@ async def sfu_endpoint(websocket: WebSocket) -> None:
     try:
         claims = verify(state.secret, websocket.query_params.get("token"))
         authorize(claims, classroom)
+        await _admit(state, classroom, claims.user_id, claims.role)
     except ServerError as exc:
         log.warning("call refused: %s", exc, extra={"classroom": classroom})
         await websocket.close(exc.close_code, str(exc))
@@ -159,6 +161,23 @@ async def sfu_endpoint(websocket: WebSocket) -> None:
         await websocket.close(exc.close_code, str(exc))
     except (WebSocketDisconnect, RuntimeError, OSError):
         log.debug("signaling connection dropped", extra={"classroom": classroom})
+
+
+async def _admit(state: AppState, classroom: str, user_id: str, role: Role) -> None:
+    """The documents' gate with ``video=True`` (server/admission.py), and one rule of its
+    own: staff pass that gate whatever the owner's plan (they must see the banner on the
+    board), but a call is the paid feature itself, so without access or without the plan's
+    video nobody, the tutor included, starts one.
+
+    Raises:
+        PaymentRequired, VideoNotIncluded, ClassFull: closes with 4402 or 4413.
+    """
+    access = await state.admission.check(classroom, user_id, role, video=True)
+    if role in STAFF_ROLES:
+        if not access.has_access:
+            raise PaymentRequired(PAUSED)
+        if not access.entitlements.video:
+            raise VideoNotIncluded("video calls are not part of the tutor's plan")
 
 
 async def _serve(
