@@ -63,7 +63,8 @@ async def test_a_lossy_link_degrades_then_recovers_and_audio_never_stops(
         joined(sfu, "c", "ann", Role.STUDENT) as ann,
     ):
         await tutor.publish(Tone(), MovingPicture(160, 120, 30))
-        assert tutor.joined is not None and ann.joined is not None
+        assert tutor.joined is not None
+        assert ann.joined is not None
         pid = tutor.joined["participant"]
         await until(lambda: any(r.frames > 10 for r in ann.slots_of(pid, "video")), 10)
         call = sfu.calls["c"]
