@@ -33,6 +33,7 @@ from .signaling import (
     Pause,
     PolicyChanged,
     Quality,
+    Reconnect,
     Speaking,
     Stats,
     Tracks,
@@ -179,6 +180,10 @@ class Call:
             self.reconcile()
         elif isinstance(message, Stats):
             participant.stats = message.report
+        elif isinstance(message, Reconnect):
+            await participant.reset_media()
+            self._announce(participant)
+            self.reconcile()
         elif isinstance(message, Join):
             raise BadState("already joined")
 

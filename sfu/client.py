@@ -202,6 +202,19 @@ class CallClient:
         async with asyncio.timeout(10):
             await answered
 
+    async def reconnect(self, *tracks: MediaStreamTrack) -> None:
+        """Fresh connections in the same call (what the browser does when its transport
+        fails): close both, send ``reconnect``, publish ``tracks`` again. The server then
+        offers a new subscribing connection."""
+        await self.close()
+        self.pub = self.sub = None
+        self.received.clear()
+        self.tracks = {}
+        self.sub_connected_at = None
+        await self.request({"type": "reconnect"})
+        if tracks:
+            await self.publish(*tracks)
+
     async def _answer(self, sdp: str) -> None:
         if self.sub is not None and self.sub.signalingState == "closed":
             log.warning("offer for a closed subscribing connection ignored")

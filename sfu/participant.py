@@ -225,6 +225,32 @@ class Participant:
             raise NegotiationFailed(f"answer refused: {exc}") from exc
         self.answered.set()
 
+    async def reset_media(self) -> None:
+        """Drops both connections and everything on them (published tracks, slots); the
+        participant stays in the call. A reconcile then adds slots on a new ``sub``."""
+        pcs = (self.pub, self.sub)
+        self.pub = self.sub = None
+        for track in self.published.values():
+            track.close()
+        self.published.clear()
+        self.feeds.clear()
+        for slot in self.slots:
+            slot.unbind()
+        self.slots.clear()
+        self.paused.clear()
+        self.offer_needed = False
+        self.answered.set()  # a negotiation waiting on the old connection moves on
+        await self._close_connections(pcs)
+
+    async def _close_connections(self, pcs: tuple[RTCPeerConnection | None, ...]) -> None:
+        for pc in pcs:
+            if pc is not None:
+                try:
+                    async with asyncio.timeout(5):
+                        await pc.close()
+                except TimeoutError:
+                    log.warning("peer connection close timed out", extra={"participant": self.id})
+
     async def close(self) -> None:
         self.closed = True
         self.answered.set()
@@ -232,10 +258,4 @@ class Participant:
             track.close()
         for slot in self.slots:
             slot.unbind()
-        for pc in (self.pub, self.sub):
-            if pc is not None:
-                try:
-                    async with asyncio.timeout(5):
-                        await pc.close()
-                except TimeoutError:
-                    log.warning("peer connection close timed out", extra={"participant": self.id})
+        await self._close_connections((self.pub, self.sub))

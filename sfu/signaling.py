@@ -83,11 +83,20 @@ class Stats:
 
 
 @dataclass(frozen=True, slots=True)
+class Reconnect:
+    """Drop this client's peer connections (their transport failed) and start afresh:
+    the server offers ``sub`` again, the client offers ``pub`` again. aiortc has no ICE
+    restart, so this is how a client changes networks without leaving the call."""
+
+
+@dataclass(frozen=True, slots=True)
 class Leave:
     pass
 
 
-ClientMessage = Join | Offer | Answer | Candidate | Unpublish | Mute | AudioOnly | Stats | Leave
+ClientMessage = (
+    Join | Offer | Answer | Candidate | Unpublish | Mute | AudioOnly | Stats | Reconnect | Leave
+)
 
 # -- server -> client ------------------------------------------------------------------
 
@@ -356,6 +365,8 @@ def parse(text: str | bytes) -> ClientMessage:
         if not isinstance(enabled, bool):
             raise SignalingError("'enabled' must be true or false")
         return AudioOnly(enabled)
+    if kind == "reconnect":
+        return Reconnect()
     if kind == "leave":
         return Leave()
     if not isinstance(kind, str):
