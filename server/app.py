@@ -26,6 +26,7 @@ from .routes import accounts as account_routes
 from .routes import classrooms as classroom_routes
 from .routes.admin import admin_routes
 from .routes.billing import billing_routes
+from .routes.check_reports import check_report_routes
 from .routes.client import ClientFiles, client_dir, shell
 from .routes.collab import websocket_endpoint
 from .routes.control import publish_control
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *replay_routes(),
         *billing_routes(),
         WebSocketRoute("/sfu/{classroom}", sfu_endpoint),
+        *check_report_routes(),
     ]
     static_dir = client_dir(settings.static_dir)
     page = shell(static_dir)
