@@ -113,6 +113,7 @@ class Call:
         self.policy = policy or ClassPolicy()
         self.participants: dict[ParticipantId, Participant] = {}
         self._ids = itertools.count(1)
+        self.placed = False  # whether this node holds the call's lease (sfu/placement.py)
 
     def __repr__(self) -> str:
         return f"Call({self.classroom!r}, participants={len(self.participants)})"

@@ -219,6 +219,19 @@ class Pause(ServerMessage):
 
 
 @dataclass(frozen=True, slots=True)
+class Redirect(ServerMessage):
+    """The call is open on another node: reconnect to ``url`` (the same path and token);
+    the server then closes with 4307."""
+
+    TYPE = "redirect"
+    node: str
+    url: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"node": self.node, "url": self.url}
+
+
+@dataclass(frozen=True, slots=True)
 class Quality(ServerMessage):
     """What the server forwards to this participant now, judged from their link:
     ``full video``, ``low video`` or ``audio only``, with the loss and round trip seen."""

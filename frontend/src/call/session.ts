@@ -65,28 +65,18 @@ export class CallSession {
   }
 
   constructor(
-    readonly url: string,
+    public url: string,
     readonly onChange: () => void,
     readonly onError: (message: string) => void,
   ) {}
 
   /** Opens signaling and joins; resolves with the `joined` message. */
   async join(): Promise<void> {
-    const ws = new WebSocket(this.url)
-    this.ws = ws
-    ws.onmessage = (e) => void this.receive(JSON.parse(String(e.data)) as Message)
-    ws.onclose = (e) => {
-      if (this.ws === ws && e.code !== 1000) this.onError(closeReason(e.code))
-      this.ws = null
-      this.onChange()
-    }
-    await new Promise<void>((resolve, reject) => {
-      ws.onopen = () => resolve()
-      ws.onerror = () => reject(new Error('Could not reach the call server.'))
-    })
-    const joined = this.expect('joined')
-    this.send({ type: 'join' })
-    const m = await joined
+    // A call lives on one node: another node answers `redirect` (then closes with 4307),
+    // and the join goes there, with the same path and token. At most two hops.
+    let m: Message | null = null
+    for (let hop = 0; hop < 3 && !m; hop++) m = await this.joinAt(this.url)
+    if (!m) throw new Error('The call could not be found on the class servers. Try again.')
     this.me = String(m.participant)
     this.iceServers = (m.iceServers as RTCIceServer[]) ?? []
     this.policy = m.policy as Policy
@@ -94,6 +84,40 @@ export class CallSession {
     this.statsTimer = window.setInterval(() => void this.reportStats(), STATS_EVERY_MS)
     window.addEventListener('online', this.onOnline)
     this.onChange()
+  }
+
+  /** Joins over a new socket at `url`: the `joined` message, or null after a redirect
+   * (with `this.url` pointed at the node that hosts the call). */
+  private async joinAt(url: string): Promise<Message | null> {
+    const ws = new WebSocket(url)
+    this.ws = ws
+    let moved: string | null = null
+    ws.onmessage = (e) => {
+      const m = JSON.parse(String(e.data)) as Message
+      if (m.type === 'redirect') moved = String(m.url)
+      else void this.receive(m)
+    }
+    ws.onclose = (e) => {
+      if (this.ws === ws && e.code !== 1000 && e.code !== 4307) this.onError(closeReason(e.code))
+      if (this.ws === ws) this.ws = null
+      this.onChange()
+    }
+    await new Promise<void>((resolve, reject) => {
+      ws.onopen = () => resolve()
+      ws.onerror = () => reject(new Error('Could not reach the call server.'))
+    })
+    const joined = this.expect('joined')
+    const closed = new Promise<null>((resolve) => ws.addEventListener('close', () => resolve(null)))
+    this.send({ type: 'join' })
+    const m = await Promise.race([joined, closed])
+    if (m) return m
+    if (!moved) throw new Error(closeReason(4000))
+    const target = new URL(url)
+    const base = new URL(moved)
+    target.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:'
+    target.host = base.host
+    this.url = target.toString()
+    return null
   }
 
   /**
