@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { MAX_RESTARTS, level, restartDelay, sample, weakNote } from '../src/call/quality'
+import { MAX_RESTARTS, level, redirected, restartDelay, sample, weakNote } from '../src/call/quality'
 
 describe('connection quality', () => {
   it('grades loss, round trip and jitter with the /check limits', () => {
@@ -41,5 +41,11 @@ describe('connection quality', () => {
     const delays = Array.from({ length: MAX_RESTARTS }, (_, i) => restartDelay(i, 0.5))
     expect(delays).toEqual([...delays].sort((a, b) => a - b))
     expect(delays.reduce((a, b) => a + b, 0)).toBeLessThan(30_000)
+  })
+
+  it('follows a redirect to the node hosting the call, keeping path and token', () => {
+    const url = 'wss://class.example.org/sfu/alg1?token=a.b.c'
+    expect(redirected(url, 'https://node-b.class.example.org')).toBe('wss://node-b.class.example.org/sfu/alg1?token=a.b.c')
+    expect(redirected('ws://127.0.0.1:8000/sfu/c?token=t', 'http://127.0.0.1:8001')).toBe('ws://127.0.0.1:8001/sfu/c?token=t')
   })
 })

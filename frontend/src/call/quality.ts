@@ -1,5 +1,6 @@
 // Connection quality for the call panel (pure): a level from getStats samples, the note
-// for the server's per-subscriber decision, and the retry schedule for media restarts.
+// for the server's per-subscriber decision, the retry schedule for media restarts, and
+// where a `redirect` to the node hosting the call leads.
 
 export type Level = 'good' | 'fair' | 'poor'
 
@@ -69,4 +70,14 @@ export const MAX_RESTARTS = 6
 export function restartDelay(attempt: number, random: number = Math.random()): number {
   const base = Math.min(8000, 500 * 2 ** attempt)
   return Math.round(base * (0.5 + random / 2))
+}
+
+/** The signaling URL on the node named by a `redirect` (its base URL): same path and
+ * token, ws(s) after the base's http(s). */
+export function redirected(url: string, base: string): string {
+  const target = new URL(url)
+  const node = new URL(base)
+  target.protocol = node.protocol === 'https:' ? 'wss:' : 'ws:'
+  target.host = node.host
+  return target.toString()
 }

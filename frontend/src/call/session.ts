@@ -26,7 +26,7 @@ export interface Policy {
   studentVideo: boolean
 }
 
-import { type Counters, type Level, type LinkSample, MAX_RESTARTS, level, restartDelay, sample } from './quality'
+import { type Counters, type Level, type LinkSample, MAX_RESTARTS, level, redirected, restartDelay, sample } from './quality'
 
 type Message = Record<string, unknown> & { type: string }
 
@@ -112,11 +112,7 @@ export class CallSession {
     const m = await Promise.race([joined, closed])
     if (m) return m
     if (!moved) throw new Error(closeReason(4000))
-    const target = new URL(url)
-    const base = new URL(moved)
-    target.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:'
-    target.host = base.host
-    this.url = target.toString()
+    this.url = redirected(url, moved)
     return null
   }
 
