@@ -171,11 +171,11 @@ def test_a_lossy_link_degrades_to_audio_and_recovers(
     peer = [sys.executable, "-m", "tests.server.netns_peer"]
     tutor = _in(
         net.server, procs, *peer, "--url", url(Role.TUTOR, "tutor"), "--publish", "av",
-        "--seconds", "150",
+        "--seconds", "300",
     )  # fmt: skip
     _line(tutor, "READY", 30)
     student = _in(
-        net.client, procs, *peer, "--url", url(Role.STUDENT, "ann"), "--watch", "--seconds", "150"
+        net.client, procs, *peer, "--url", url(Role.STUDENT, "ann"), "--watch", "--seconds", "300"
     )
     _line(student, "READY", 30)
     watcher = Watcher(student)
