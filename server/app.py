@@ -13,6 +13,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from collab.adapters.sql_store import SqlStore
 from collab.registry import Registry
 from sfu.call import SfuConfig
+from sfu.placement import Host, Leases
 from sfu.service import Sfu
 
 from . import cluster, control
@@ -26,6 +27,7 @@ from .routes import accounts as account_routes
 from .routes import classrooms as classroom_routes
 from .routes.admin import admin_routes
 from .routes.billing import billing_routes
+from .routes.check_reports import check_report_routes
 from .routes.client import ClientFiles, client_dir, shell
 from .routes.collab import websocket_endpoint
 from .routes.control import publish_control
@@ -57,7 +59,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             async with (
                 registry,
                 billing_lifespan(settings, engine) as billing,
-                Sfu(sfu_config) as sfu,
+                call_leases(settings, str(bus.node_id)) as (leases, me),
+                Sfu(sfu_config, leases=leases, me=me) as sfu,
             ):
                 state = AppState(settings, settings.signing_secret(), engine, registry)
                 # Admin questions from other nodes: this node's rooms, ending its
@@ -91,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *replay_routes(),
         *billing_routes(),
         WebSocketRoute("/sfu/{classroom}", sfu_endpoint),
+        *check_report_routes(),
     ]
     static_dir = client_dir(settings.static_dir)
     page = shell(static_dir)
@@ -109,6 +113,24 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
         middleware=[Middleware(SecurityHeaders), Middleware(OriginCheck, settings=settings)],
     )
+
+
+@asynccontextmanager
+async def call_leases(
+    settings: Settings, node: str
+) -> AsyncIterator[tuple[Leases | None, Host | None]]:
+    """The SFU's placement across nodes: leases in Redis when this node has both a Redis
+    URL and its own signaling URL; otherwise none (every call is this node's)."""
+    if not (settings.redis_url and settings.sfu_node_url):
+        yield None, None
+        return
+    from sfu.adapters.redis_leases import RedisLeases  # only multi-node loads redis
+
+    leases = RedisLeases(settings.redis_url, prefix=settings.redis_prefix)
+    try:
+        yield leases, Host(node, settings.sfu_node_url.rstrip("/"))
+    finally:
+        await leases.aclose()
 
 
 def api_routes() -> list[Route]:

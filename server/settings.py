@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     turn_ttl: int = 6 * 3600
     # Call media on 127.0.0.1 only (tests, a single machine): see SfuConfig.loopback_only.
     sfu_loopback_only: bool = False
+    # Several nodes (with --redis-url): the base URL clients reach *this* node's call
+    # signaling at (https://node2.class.example.org). A join for a call hosted elsewhere
+    # is redirected to the hosting node's URL (docs/sfu.md, "Several nodes").
+    sfu_node_url: str | None = None
     # Multi-node (with --redis-url): channel and key prefix, this node's id (default: a
     # random one per start), liveness, anti-entropy, and a fault-injection knob for tests.
     redis_prefix: str = "inkroom"

@@ -14,6 +14,7 @@ from .accounts import Directory
 from .admission import Admission
 from .attendance import Attendance
 from .audit import AuditLog
+from .check_reports import POSTS_PER_HOUR, CheckReports
 from .connections import Connections, classroom_of
 from .quotas import ConnectionQuotas
 from .settings import Settings
@@ -44,6 +45,9 @@ class AppState:
     # Refused admin calls per address: each writes a permanent audit row, so an anonymous
     # flood is answered 429 (and only logged) past this rate.
     admin_refusals: Attempts = field(default_factory=lambda: Attempts(120, 60.0))
+    check_reports: CheckReports = field(init=False)
+    # /check reports per user: each is a row, so a loop posting them is refused (429).
+    check_report_posts: Attempts = field(default_factory=lambda: Attempts(POSTS_PER_HOUR, 3600.0))
     signin_by_email: Attempts = field(init=False)
     signin_by_address: Attempts = field(init=False)
 
@@ -52,6 +56,7 @@ class AppState:
         self.connections = Connections(self.registry, Attendance(self.engine))
         self.admission = Admission(lambda: self.billing, self.directory)
         self.audit = AuditLog(self.engine)
+        self.check_reports = CheckReports(self.engine)
         s = self.settings
         self.signin_by_email = Attempts(s.signin_attempts, s.signin_window)
         self.signin_by_address = Attempts(s.signin_attempts * 6, s.signin_window)

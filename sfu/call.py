@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import logging
 import secrets
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from .forwarder import PublishedTrack
 from .hooks import Ingest
 from .participant import Outbox, Participant, ParticipantId, add_candidate
 from .policy import ClassPolicy, Kind, Member, Role, forwards
+from .quality import Layer, LinkEstimate
 from .signaling import (
     Answer,
     AudioOnly,
@@ -30,6 +32,8 @@ from .signaling import (
     ParticipantState,
     Pause,
     PolicyChanged,
+    Quality,
+    Reconnect,
     Speaking,
     Stats,
     Tracks,
@@ -55,6 +59,41 @@ class SfuConfig:
     # Media on 127.0.0.1 only, both ways: the server gathers loopback candidates and
     # ignores a client's other ones (tests and single-machine development).
     loopback_only: bool = False
+    # The bitrate asked of a publisher whose every viewer is on a weak link ("low video").
+    low_video_bitrate: int = 150_000
+
+
+class Link:
+    """A participant's downlink estimate, wired to its call: a change of layer is told to
+    the participant and re-derives what is forwarded (see :mod:`sfu.quality`)."""
+
+    def __init__(self, call: Call, participant: Participant) -> None:
+        self.estimate = LinkEstimate(time.monotonic())
+        self._call = call
+        self._participant = participant
+
+    @property
+    def layer(self) -> Layer:
+        return self.estimate.layer
+
+    def report(self, fraction_lost: float, rtt: float | None, video_rate: float | None) -> None:
+        now = time.monotonic()
+        self._changed(self.estimate.add_report(fraction_lost, rtt, now))
+
+    def remb(self, bitrate: int, video_rate: float) -> None:
+        self.estimate.add_remb(bitrate)
+
+    def tick(self, now: float) -> None:
+        self._changed(self.estimate.tick(now))
+
+    def _changed(self, layer: Layer | None) -> None:
+        if layer is not None and not self._participant.closed:
+            self._call.on_layer(self._participant, layer)
+
+
+def layer_of(participant: Participant) -> Layer:
+    link = participant.link
+    return link.layer if isinstance(link, Link) else Layer.FULL
 
 
 class Call:
@@ -74,6 +113,7 @@ class Call:
         self.policy = policy or ClassPolicy()
         self.participants: dict[ParticipantId, Participant] = {}
         self._ids = itertools.count(1)
+        self.placed = False  # whether this node holds the call's lease (sfu/placement.py)
 
     def __repr__(self) -> str:
         return f"Call({self.classroom!r}, participants={len(self.participants)})"
@@ -88,6 +128,7 @@ class Call:
         participant = Participant(
             pid, member, name, outbox, loopback_only=self.config.loopback_only
         )
+        participant.link = Link(self, participant)
         for other in self.participants.values():
             other.send(ParticipantJoined(participant.describe()))
         self.participants[pid] = participant
@@ -140,6 +181,10 @@ class Call:
             self.reconcile()
         elif isinstance(message, Stats):
             participant.stats = message.report
+        elif isinstance(message, Reconnect):
+            await participant.reset_media()
+            self._announce(participant)
+            self.reconcile()
         elif isinstance(message, Join):
             raise BadState("already joined")
 
@@ -163,6 +208,7 @@ class Call:
             ingest = feed[0] if feed is not None else Ingest(receiver, kind.value, track.on_packet)
             ingest.on_packet = track.on_packet
             track.send_pli = ingest.request_keyframe
+            track.send_cap = ingest.set_cap
             participant.feeds[receiver] = (ingest, track)
             old = participant.published.get(kind)
             if old is not None:
@@ -207,6 +253,29 @@ class Call:
             if subscriber is not None:
                 slot.set_wanted(self._wanted(owner, track, subscriber))
 
+    def on_layer(self, participant: Participant, layer: Layer) -> None:
+        """A subscriber's link changed layer: tell them, and forward accordingly."""
+        metrics.LAYER_CHANGES.labels(layer.name.lower()).inc()
+        est = participant.link.estimate if isinstance(participant.link, Link) else None
+        log.info(
+            "subscriber layer: %s",
+            layer.value,
+            extra={"participant": participant.id, "classroom": self.classroom},
+        )
+        participant.send(
+            Quality(
+                layer.value,
+                None if est is None else round(est.loss, 3),
+                None if est is None or est.rtt is None else round(est.rtt, 3),
+            )
+        )
+        self.reconcile()
+
+    def check_links(self, now: float) -> None:
+        for participant in tuple(self.participants.values()):
+            if isinstance(participant.link, Link):
+                participant.link.tick(now)
+
     def check_speech(self, now: float) -> None:
         for participant in tuple(self.participants.values()):
             track = participant.published.get(Kind.AUDIO)
@@ -221,7 +290,9 @@ class Call:
         return forwards(self.policy, owner.member, Kind.VIDEO, sub.member, speaking=False)
 
     def _wanted(self, owner: Participant, track: PublishedTrack, sub: Participant) -> bool:
-        if track.kind in owner.muted or (track.kind is Kind.VIDEO and sub.audio_only):
+        if track.kind in owner.muted:
+            return False
+        if track.kind is Kind.VIDEO and (sub.audio_only or layer_of(sub) is Layer.AUDIO):
             return False
         return forwards(self.policy, owner.member, track.kind, sub.member, speaking=track.speaking)
 
@@ -258,6 +329,18 @@ class Call:
             elif changed and sub.sub is not None and not sub.negotiating:
                 sub.send(Tracks(self._tracks_of(sub)))
         for owner, track in tracks:
+            viewers = [
+                self.participants.get(ParticipantId(slot.subscriber))
+                for slot in track.downtracks
+                if slot.wanted
+            ]
+            # Without simulcast the publisher's one stream is what every viewer gets:
+            # lower it only when every viewer is weak, never at a strong viewer's cost.
+            weak = bool(viewers) and all(
+                v is not None and layer_of(v) is Layer.LOW for v in viewers
+            )
+            if track.kind is Kind.VIDEO:
+                track.set_cap(self.config.low_video_bitrate if weak else None)
             paused = not any(slot.wanted for slot in track.downtracks)
             if owner.paused.get(track.kind) != paused and track.kind is Kind.VIDEO:
                 owner.paused[track.kind] = paused
@@ -265,6 +348,10 @@ class Call:
         metrics.SLOTS.labels("forwarding").set(
             sum(s.wanted for p in self.participants.values() for s in p.slots)
         )
+        for layer in Layer:
+            metrics.SUBSCRIBERS.labels(layer.name.lower()).set(
+                sum(layer_of(p) is layer for p in self.participants.values())
+            )
 
     def _tracks_of(self, sub: Participant) -> dict[str, dict[str, Any]]:
         tracks: dict[str, dict[str, Any]] = {}

@@ -78,6 +78,7 @@ class CallClient:
         self.errors: list[dict[str, Any]] = []
         self.policy: dict[str, Any] = {}
         self.paused: dict[str, bool] = {}
+        self.quality = "full video"  # what the server says it forwards us (docs/sfu.md)
         self.sub_connected_at: float | None = None
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._tg = asyncio.TaskGroup()
@@ -133,6 +134,8 @@ class CallClient:
             self.tracks = message["tracks"]
         elif kind == "policy":
             self.policy = message["policy"]
+        elif kind == "quality":
+            self.quality = message["state"]
         elif kind == "pause":
             self.paused[message["kind"]] = message["paused"]
         elif kind == "error":
@@ -199,6 +202,19 @@ class CallClient:
         async with asyncio.timeout(10):
             await answered
 
+    async def reconnect(self, *tracks: MediaStreamTrack) -> None:
+        """Fresh connections in the same call (what the browser does when its transport
+        fails): close both, send ``reconnect``, publish ``tracks`` again. The server then
+        offers a new subscribing connection."""
+        await self.close()
+        self.pub = self.sub = None
+        self.received.clear()
+        self.tracks = {}
+        self.sub_connected_at = None
+        await self.request({"type": "reconnect"})
+        if tracks:
+            await self.publish(*tracks)
+
     async def _answer(self, sdp: str) -> None:
         if self.sub is not None and self.sub.signalingState == "closed":
             log.warning("offer for a closed subscribing connection ignored")
@@ -235,6 +251,18 @@ class CallClient:
             return
 
     # -- what arrived --------------------------------------------------------------------
+
+    async def packets_received(self) -> dict[str, int]:
+        """RTP packets received so far per kind (``inbound-rtp`` statistics): what
+        reaches this client, before aiortc's jitter buffer, which stalls on every gap
+        where a browser's would conceal it."""
+        counts = {"audio": 0, "video": 0}
+        if self.sub is None:
+            return counts
+        for stats in (await self.sub.getStats()).values():
+            if stats.type == "inbound-rtp":
+                counts[stats.kind] = counts.get(stats.kind, 0) + stats.packetsReceived
+        return counts
 
     def slots_of(self, participant: str, kind: str) -> list[Received]:
         return [

@@ -17,6 +17,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     NEGOTIATION_FAILED = "negotiation-failed"
     CALL_FULL = "call-full"
+    ELSEWHERE = "elsewhere"
     INTERNAL = "internal"
 
 

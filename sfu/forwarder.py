@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
@@ -31,6 +31,18 @@ from .rewriter import Rewriter
 log = logging.getLogger("inkroom.sfu.forwarder")
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], None]
+
+
+class LinkSink(Protocol):
+    """Where a slot's feedback about its subscriber's link goes (one per subscriber)."""
+
+    def report(self, fraction_lost: float, rtt: float | None, video_rate: float | None) -> None:
+        """A receiver report block for a stream that carried packets since the last."""
+
+    def remb(self, bitrate: int, video_rate: float) -> None:
+        """The subscriber's REMB while this video slot forwards ``video_rate`` bits/s."""
+
+
 KEYFRAME_RETRY = 1.0  # seconds between keyframe requests while a slot waits for one
 
 
@@ -65,11 +77,25 @@ class PublishedTrack:
         self._deferred: asyncio.TimerHandle | None = None
         self._on_speaking = on_speaking
         self.closed = False
+        # Arriving payload rate (bits/s), over windows of about a second: what a viewer's
+        # link must carry for this track.
+        self.rate = 0.0
+        self._window_start = 0.0
+        self._window_bytes = 0
+        # Sends a REMB cap to the publisher (None lifts it); set by whoever ingests it.
+        self.send_cap: Callable[[int | None], Coroutine[Any, Any, None]] | None = None
+        self.cap: int | None = None
 
     async def on_packet(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
         self.codec_name = codec.name
         self.clock_rate = codec.clockRate
         metrics.PACKETS_IN.labels(self.kind.value).inc()
+        now = time.monotonic()
+        self._window_bytes += len(packet.payload)
+        if now - self._window_start >= 1.0:
+            if self._window_start:
+                self.rate = self._window_bytes * 8 / (now - self._window_start)
+            self._window_start, self._window_bytes = now, 0
         if self.kind is Kind.AUDIO:
             level = packet.extensions.audio_level
             speaking = self._speech.add(None if level is None else level[1], time.monotonic())
@@ -84,6 +110,14 @@ class PublishedTrack:
         if self.speaking and not self._speech.speaking(now):
             self.speaking = False
             self._on_speaking(self)
+
+    def set_cap(self, cap: int | None) -> None:
+        """Asks the publisher to send at most ``cap`` bits/s (``None``: no cap)."""
+        if cap == self.cap or self.closed:
+            return
+        self.cap = cap
+        if self.send_cap is not None:
+            self._spawn(self.send_cap(cap), f"cap:{self.owner}")
 
     def request_keyframe(self) -> None:
         if self.kind is not Kind.VIDEO or self.closed:
@@ -125,6 +159,7 @@ class Downtrack:
         kind: Kind,
         egress_factory: Callable[[Downtrack], Egress],
         history_size: int,
+        link: LinkSink | None = None,
     ) -> None:
         self.subscriber = subscriber
         self.kind = kind
@@ -136,6 +171,8 @@ class Downtrack:
         self._last_sent = 0.0
         self._asked_at = 0.0
         self.forwarded = 0
+        self._forwarded_at_report = 0
+        self._link = link
         self.egress = egress_factory(self)
 
     @property
@@ -174,6 +211,18 @@ class Downtrack:
 
     def on_remb(self, bitrate: int) -> None:
         self.bandwidth = bitrate
+        if self._link is not None and self.wanted and self.source is not None:
+            self._link.remb(bitrate, self.source.rate)
+
+    def on_report(self, fraction_lost: float, rtt: float | None) -> None:
+        # A report on a stream that carried nothing since the last one says "no loss"
+        # about nothing: a paused slot must not vouch for the link.
+        if self.forwarded == self._forwarded_at_report:
+            return
+        self._forwarded_at_report = self.forwarded
+        if self._link is not None:
+            rate = self.source.rate if self.source and self.kind is Kind.VIDEO else None
+            self._link.report(fraction_lost, rtt, rate)
 
     async def on_nack(self, lost: list[int]) -> None:
         for seq in lost:

@@ -38,7 +38,9 @@ from aiortc.rtp import (
     AnyRtcpPacket,
     HeaderExtensionsMap,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
+    RtcpSrPacket,
     RtpPacket,
     pack_remb_fci,
     unpack_remb_fci,
@@ -72,6 +74,8 @@ HOOKS: list[tuple[int, str, str]] = [
         "aiortc.rtcrtpreceiver.decoder_worker (module function, replaced)",
         "count_frames_without_decoding",
     ),
+    (10, "aiortc.codecs.CODECS (Opus fmtp parameters, edited)", "ask_for_opus_fec_and_dtx"),
+    (11, "RTCRtpSender.__rtt (read after a receiver report)", "Egress"),
 ]
 
 RtpHandler = Callable[[RtpPacket, RTCRtpCodecParameters], Awaitable[None]]
@@ -122,6 +126,10 @@ class Ingest:
         self._nack = NackGenerator() if video else None
         self._remb = RemoteBitrateEstimator() if video else None
         self.media_ssrc: int | None = None
+        # An upper bound on the REMB sent to the publisher (bits/s): set when every
+        # viewer of this video is on a weak link, so the publisher's encoder sends less.
+        self.cap: int | None = None
+        self._remb_ssrcs: list[int] = []
         self.packets = 0
         self.bytes = 0
         # HOOK 1: the DTLS transport routes each parsed packet to the receiver's
@@ -140,12 +148,11 @@ class Ingest:
                 payload_size=len(packet.payload) + packet.padding_size,
                 ssrc=packet.ssrc,
             )
-            ssrc = self._rtcp_ssrc()
-            if remb is not None and ssrc is not None:
-                feedback = RtcpPsfbPacket(
-                    fmt=RTCP_PSFB_APP, ssrc=ssrc, media_ssrc=0, fci=pack_remb_fci(*remb)
-                )
-                await self._receiver._send_rtcp(feedback)  # HOOK 3
+            if remb is not None:
+                bitrate, self._remb_ssrcs = remb
+                if self.cap is not None:
+                    bitrate = min(bitrate, self.cap)
+                await self._send_remb(bitrate)
         codec = self._codecs.get(packet.payload_type)
         if codec is None:
             return
@@ -168,6 +175,22 @@ class Ingest:
         self.packets += 1
         self.bytes += len(packet.payload)
         await self.on_packet(packet, codec)
+
+    async def _send_remb(self, bitrate: int) -> None:
+        ssrc = self._rtcp_ssrc()
+        ssrcs = self._remb_ssrcs or ([self.media_ssrc] if self.media_ssrc is not None else [])
+        if ssrc is None or not ssrcs:
+            return
+        fci = pack_remb_fci(bitrate, ssrcs)
+        feedback = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=ssrc, media_ssrc=0, fci=fci)
+        await self._receiver._send_rtcp(feedback)  # HOOK 3
+
+    async def set_cap(self, cap: int | None) -> None:
+        """Caps the publisher's bitrate at ``cap`` bits/s (``None``: its link decides).
+        A new cap is sent at once; the estimator's next REMB lifts a removed one."""
+        self.cap = cap
+        if cap is not None:
+            await self._send_remb(cap)
 
     async def request_keyframe(self) -> bool:
         """Sends a PLI to the publisher; ``False`` if no media has arrived yet."""
@@ -194,8 +217,10 @@ class Egress:
         on_nack: Callable[[list[int]], Awaitable[None]],
         on_keyframe_request: Callable[[], None],
         on_remb: Callable[[int], None],
+        on_report: Callable[[float, float | None], None],
     ) -> None:
         self._sender = sender
+        self._on_report = on_report
         self._on_ready = on_ready
         self._on_nack = on_nack
         self._on_keyframe_request = on_keyframe_request
@@ -247,6 +272,13 @@ class Egress:
                 self._on_remb(bitrate)
         else:  # receiver reports: aiortc keeps round-trip time and loss statistics
             await self._original_rtcp(packet)
+            if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+                for report in packet.reports:
+                    if report.ssrc == self.ssrc:
+                        # HOOK 11: the sender's smoothed round trip, which aiortc has just
+                        # updated from this report's LSR/DLSR (None before any SR).
+                        rtt: float | None = self._sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
+                        self._on_report(report.fraction_lost / 256, rtt)
 
     async def send(self, packet: RtpPacket) -> None:
         """Serializes and sends one packet; raises ``ConnectionError`` if not connected."""
@@ -424,5 +456,11 @@ def check_hooks() -> list[str]:
         10,
         "copy.deepcopy(codec)" in _source(aiortc.rtcpeerconnection.find_common_codecs),
         "descriptions no longer copy the local codec table's parameters",
+    )
+    sender_rtcp = _source(RTCRtpSender._handle_rtcp_packet)
+    need(
+        11,
+        "self.__rtt = " in sender_rtcp and "self.__rtt" in sender_init,
+        "RTCRtpSender no longer keeps its round trip in __rtt",
     )
     return problems

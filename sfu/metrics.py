@@ -20,3 +20,9 @@ KEYFRAME_REQUESTS = Counter(
     ["outcome"],
 )
 SLOTS = Gauge("inkroom_sfu_forwarding_slots", "Subscriber slots, by state", ["state"])
+LAYER_CHANGES = Counter(
+    "inkroom_sfu_layer_changes_total",
+    "Per-subscriber layer decisions, by new layer (full, low, audio: audio only)",
+    ["layer"],
+)
+SUBSCRIBERS = Gauge("inkroom_sfu_subscribers", "Participants in calls, by link layer", ["layer"])

@@ -28,7 +28,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from .errors import BadState, NegotiationFailed
-from .forwarder import Downtrack, PublishedTrack
+from .forwarder import Downtrack, LinkSink, PublishedTrack
 from .hooks import Egress, IdleTrack, Ingest
 from .policy import Kind, Member
 from .signaling import Candidate, ServerMessage
@@ -116,6 +116,9 @@ class Participant:
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
     loopback_only: bool = False
+    # The subscriber's downlink as its receiver reports tell it (see sfu/quality.py);
+    # the call sets it at join so that a layer change reaches the call's policy.
+    link: LinkSink | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -152,9 +155,10 @@ class Participant:
                 on_nack=slot.on_nack,
                 on_keyframe_request=slot.on_keyframe_request,
                 on_remb=slot.on_remb,
+                on_report=slot.on_report,
             )
 
-        slot = Downtrack(self.id, kind, egress, history_size)
+        slot = Downtrack(self.id, kind, egress, history_size, self.link)
         self.slots.append(slot)
         self.offer_needed = True
         return slot
@@ -221,6 +225,32 @@ class Participant:
             raise NegotiationFailed(f"answer refused: {exc}") from exc
         self.answered.set()
 
+    async def reset_media(self) -> None:
+        """Drops both connections and everything on them (published tracks, slots); the
+        participant stays in the call. A reconcile then adds slots on a new ``sub``."""
+        pcs = (self.pub, self.sub)
+        self.pub = self.sub = None
+        for track in self.published.values():
+            track.close()
+        self.published.clear()
+        self.feeds.clear()
+        for slot in self.slots:
+            slot.unbind()
+        self.slots.clear()
+        self.paused.clear()
+        self.offer_needed = False
+        self.answered.set()  # a negotiation waiting on the old connection moves on
+        await self._close_connections(pcs)
+
+    async def _close_connections(self, pcs: tuple[RTCPeerConnection | None, ...]) -> None:
+        for pc in pcs:
+            if pc is not None:
+                try:
+                    async with asyncio.timeout(5):
+                        await pc.close()
+                except TimeoutError:
+                    log.warning("peer connection close timed out", extra={"participant": self.id})
+
     async def close(self) -> None:
         self.closed = True
         self.answered.set()
@@ -228,10 +258,4 @@ class Participant:
             track.close()
         for slot in self.slots:
             slot.unbind()
-        for pc in (self.pub, self.sub):
-            if pc is not None:
-                try:
-                    async with asyncio.timeout(5):
-                        await pc.close()
-                except TimeoutError:
-                    log.warning("peer connection close timed out", extra={"participant": self.id})
+        await self._close_connections((self.pub, self.sub))

@@ -20,6 +20,7 @@ from .call import Call, SfuConfig
 from .errors import ErrorCode, SfuError
 from .hooks import ask_for_opus_fec_and_dtx, use_loopback_only
 from .participant import Outbox, Participant
+from .placement import LEASE_TTL, CallElsewhere, Host, Leases, LocalLeases
 from .policy import ClassPolicy, Member
 from .signaling import Error, Joined, Leave, parse
 
@@ -63,9 +64,20 @@ class Session:
 class Sfu:
     """Owns every call of this node and every task serving one (an async context)."""
 
-    def __init__(self, config: SfuConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: SfuConfig | None = None,
+        *,
+        leases: Leases | None = None,
+        me: Host | None = None,
+        lease_ttl: float = LEASE_TTL,
+    ) -> None:
         self.config = config or SfuConfig()
         self.calls: dict[str, Call] = {}
+        # Placement across nodes (sfu/placement.py): alone, every call is this node's.
+        self.leases: Leases = leases or LocalLeases()
+        self.me = me or Host("local", "")
+        self.lease_ttl = lease_ttl
         self._policies: dict[str, ClassPolicy] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -77,6 +89,7 @@ class Sfu:
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         self._spawn(self._watch_speech(), "sfu-speech")
+        self._spawn(self._renew_leases(), "sfu-leases")
         return self
 
     async def __aexit__(
@@ -111,11 +124,47 @@ class Sfu:
             log.exception("sfu task failed", extra={"task": name})
 
     async def _watch_speech(self) -> None:
+        links_checked = time.monotonic()
         while True:
             await asyncio.sleep(self.config.speech_check_interval)
             now = time.monotonic()
             for call in tuple(self.calls.values()):
                 call.check_speech(now)
+            if now - links_checked >= 1.0:  # link estimates step up after silences
+                links_checked = now
+                for call in tuple(self.calls.values()):
+                    call.check_links(now)
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ttl / 3)
+            for classroom, call in tuple(self.calls.items()):
+                if not call.placed:
+                    continue
+                try:
+                    if not await self.leases.renew(classroom, self.me, self.lease_ttl):
+                        # Expired (a store outage longer than the TTL) and maybe taken:
+                        # this call goes on here; new joins may land on the other node.
+                        log.warning("call lease lost", extra={"classroom": classroom})
+                        await self.leases.acquire(classroom, self.me, self.lease_ttl)
+                except ConnectionError:
+                    log.warning("call lease not renewed", extra={"classroom": classroom})
+
+    async def _place(self, classroom: str) -> bool:
+        """Takes the call's lease; ``False`` when the lease store is out of reach (the
+        call is then hosted here, unrecorded, as a single node would).
+
+        Raises:
+            CallElsewhere: another node hosts the call.
+        """
+        try:
+            holder = await self.leases.acquire(classroom, self.me, self.lease_ttl)
+        except ConnectionError:
+            log.warning("call leases unavailable; hosting here", extra={"classroom": classroom})
+            return False
+        if holder.node != self.me.node:
+            raise CallElsewhere(holder)
+        return True
 
     # -- the plain calls ---------------------------------------------------------------
 
@@ -137,15 +186,23 @@ class Sfu:
         outbox: Outbox,
         *,
         ice_servers: list[dict[str, Any]] | None = None,
+        placed: bool = True,
     ) -> Session:
         """Joins (opening the call if need be) and sends ``joined`` to ``outbox``.
+        ``placed=False``: a call of this node only (the /check round trip), no lease.
 
         Raises:
             CallFull: the call is at its participant limit.
+            CallElsewhere: another node hosts the call (join there).
         """
         call = self.calls.get(classroom)
+        leased = False
+        if call is None and placed:
+            leased = await self._place(classroom)
+            call = self.calls.get(classroom)  # another join may have opened it meanwhile
         if call is None:
             call = Call(classroom, self.config, self._spawn, self._policies.get(classroom))
+            call.placed = leased
             self.calls[classroom] = call
             metrics.CALLS.set(len(self.calls))
             log.info("call opened", extra={"classroom": classroom})
@@ -178,6 +235,13 @@ class Sfu:
             metrics.CALLS.set(len(self.calls))
             log.info("call closed", extra={"classroom": call.classroom})
         await call.close()
+        if call.placed and call.classroom not in self.calls:
+            try:
+                async with asyncio.timeout(5):
+                    await self.leases.release(call.classroom, self.me)
+            except (ConnectionError, TimeoutError):
+                # It expires by itself; until then joins elsewhere are sent here.
+                log.warning("call lease not released", extra={"classroom": call.classroom})
 
 
 __all__ = ["Session", "Sfu"]

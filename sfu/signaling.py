@@ -83,11 +83,20 @@ class Stats:
 
 
 @dataclass(frozen=True, slots=True)
+class Reconnect:
+    """Drop this client's peer connections (their transport failed) and start afresh:
+    the server offers ``sub`` again, the client offers ``pub`` again. aiortc has no ICE
+    restart, so this is how a client changes networks without leaving the call."""
+
+
+@dataclass(frozen=True, slots=True)
 class Leave:
     pass
 
 
-ClientMessage = Join | Offer | Answer | Candidate | Unpublish | Mute | AudioOnly | Stats | Leave
+ClientMessage = (
+    Join | Offer | Answer | Candidate | Unpublish | Mute | AudioOnly | Stats | Reconnect | Leave
+)
 
 # -- server -> client ------------------------------------------------------------------
 
@@ -207,6 +216,33 @@ class Pause(ServerMessage):
 
     def to_wire(self) -> dict[str, Any]:
         return {"kind": self.kind, "paused": self.paused}
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect(ServerMessage):
+    """The call is open on another node: reconnect to ``url`` (the same path and token);
+    the server then closes with 4307."""
+
+    TYPE = "redirect"
+    node: str
+    url: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"node": self.node, "url": self.url}
+
+
+@dataclass(frozen=True, slots=True)
+class Quality(ServerMessage):
+    """What the server forwards to this participant now, judged from their link:
+    ``full video``, ``low video`` or ``audio only``, with the loss and round trip seen."""
+
+    TYPE = "quality"
+    state: str
+    loss: float | None
+    rtt: float | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"state": self.state, "loss": self.loss, "rtt": self.rtt}
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +378,8 @@ def parse(text: str | bytes) -> ClientMessage:
         if not isinstance(enabled, bool):
             raise SignalingError("'enabled' must be true or false")
         return AudioOnly(enabled)
+    if kind == "reconnect":
+        return Reconnect()
     if kind == "leave":
         return Leave()
     if not isinstance(kind, str):

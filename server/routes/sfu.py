@@ -19,11 +19,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from collab.budgets import TokenBucket
 from collab.errors import CloseCode, CollabError
 from sfu.errors import ErrorCode, SfuError, SignalingError
+from sfu.placement import CallElsewhere
 from sfu.policy import Member
 from sfu.policy import Role as CallRole
 from sfu.service import Session
-from sfu.signaling import Error, Join, ServerMessage, encode, parse
+from sfu.signaling import Error, Join, Redirect, ServerMessage, encode, parse
 
+from ..admission import PAUSED, STAFF_ROLES, PaymentRequired, VideoNotIncluded
 from ..auth import Role, authorize, verify
 from ..errors import ServerError
 from ..state import AppState
@@ -32,6 +34,8 @@ from ..turn import ice_servers
 log = logging.getLogger("inkroom.server.sfu")
 
 OUTBOX_MESSAGES = 256
+# The call is open on another node: the client reconnects to the `redirect` message's URL.
+CALL_ELSEWHERE = 4307
 # Signaling is a few messages a second; trickled candidates come in bursts of tens. Every
 # offer costs aiortc real work, so a flood closes the connection (1008), not the call.
 MESSAGES_PER_SECOND = 50.0
@@ -106,6 +110,7 @@ async def sfu_endpoint(websocket: WebSocket) -> None:
     try:
         claims = verify(state.secret, websocket.query_params.get("token"))
         authorize(claims, classroom)
+        await _admit(state, classroom, claims.user_id, claims.role)
     except ServerError as exc:
         log.warning("call refused: %s", exc, extra={"classroom": classroom})
         await websocket.close(exc.close_code, str(exc))
@@ -113,12 +118,14 @@ async def sfu_endpoint(websocket: WebSocket) -> None:
     assert state.sfu is not None
     assert state.call_policy is not None
     member = Member(claims.user_id, CALL_ROLES[claims.role])
+    placed = True
     if websocket.query_params.get("check") == "1":
         # The /check page's media round trip: a call of its own, so the class never sees
         # it, with the same ICE servers and media path as the real one.
         member = Member(claims.user_id, CallRole.TUTOR)
         policy_scope: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
         call_name = f"{classroom}/check/{claims.user_id}"
+        placed = False  # a call of this node alone
     else:
         policy_scope = state.call_policy.watch(classroom)
         call_name = classroom
@@ -143,7 +150,12 @@ async def sfu_endpoint(websocket: WebSocket) -> None:
                     claims.name,
                     outbox.put,
                     ice_servers=ice_servers(state.settings, claims.user_id),
+                    placed=placed,
                 )
+            except CallElsewhere as exc:
+                await websocket.send_text(encode(Redirect(exc.host.node, exc.host.url)))
+                await websocket.close(CALL_ELSEWHERE, str(exc))
+                return
             except SfuError as exc:
                 await websocket.send_text(encode(Error(exc.code, str(exc))))
                 await websocket.close(CloseCode.TRY_AGAIN_LATER, str(exc))
@@ -159,6 +171,23 @@ async def sfu_endpoint(websocket: WebSocket) -> None:
         await websocket.close(exc.close_code, str(exc))
     except (WebSocketDisconnect, RuntimeError, OSError):
         log.debug("signaling connection dropped", extra={"classroom": classroom})
+
+
+async def _admit(state: AppState, classroom: str, user_id: str, role: Role) -> None:
+    """The documents' gate with ``video=True`` (server/admission.py), and one rule of its
+    own: staff pass that gate whatever the owner's plan (they must see the banner on the
+    board), but a call is the paid feature itself, so without access or without the plan's
+    video nobody, the tutor included, starts one.
+
+    Raises:
+        PaymentRequired, VideoNotIncluded, ClassFull: closes with 4402 or 4413.
+    """
+    access = await state.admission.check(classroom, user_id, role, video=True)
+    if role in STAFF_ROLES:
+        if not access.has_access:
+            raise PaymentRequired(PAUSED)
+        if not access.entitlements.video:
+            raise VideoNotIncluded("video calls are not part of the tutor's plan")
 
 
 async def _serve(

@@ -117,4 +117,16 @@ test('/check runs to a verdict and its report names the candidate types found', 
   assert.ok(report.candidateTypes.includes('host'), `candidate types: ${report.candidateTypes}`)
   assert.equal(report.media.ok, true, JSON.stringify(report.media))
   assert.match(report.media.pair, /^host\/udp to host\/udp$/)
+
+  // The report is stored for the tutor: sent with the page's token, listed by classroom.
+  await page.getByText('Report sent: your tutor can see it.').waitFor({ timeout: 10_000 })
+  const tutorToken = await server.token('e2e-check', 'tutor', 'tom', 'Tom')
+  const listed = await fetch(`${server.base}/api/classrooms/e2e-check/check-reports`, {
+    headers: { authorization: `Bearer ${tutorToken}` },
+  }).then((r) => r.json())
+  const [stored] = listed.reports
+  assert.equal(stored.userId, 'cara')
+  assert.equal(stored.verdict, await verdict.textContent())
+  assert.deepEqual(stored.candidateTypes, report.candidateTypes)
+  assert.match(stored.userAgent, /Chrom/)
 })

@@ -90,6 +90,24 @@ async def check(url: str, result: dict[str, object]) -> list[RTCIceServer]:
     return working
 
 
+async def watch(client: CallClient, seconds: float) -> None:
+    """Prints what the server says it forwards (``QUALITY``) as it changes, and the frames
+    decoded and the RTP packets received so far per kind (``FRAMES``) twice a second."""
+    end = time.monotonic() + seconds
+    said = ""
+    while time.monotonic() < end:
+        if client.quality != said:
+            said = client.quality
+            print("QUALITY " + said, flush=True)
+        frames = {"audio": 0, "video": 0}
+        for r in client.received.values():
+            frames[r.kind] = frames.get(r.kind, 0) + r.frames
+        for kind, n in (await client.packets_received()).items():
+            frames[f"{kind}_packets"] = n
+        print(f"FRAMES {time.monotonic():.3f} " + json.dumps(frames), flush=True)
+        await asyncio.sleep(0.5)
+
+
 async def main(args: argparse.Namespace) -> dict[str, object]:
     result: dict[str, object] = {}
     started = time.monotonic()
@@ -103,7 +121,10 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             await client.publish(Tone(amplitude=0.5))
         result["published_in"] = round(time.monotonic() - started, 2)
         print("READY", flush=True)
-        await asyncio.sleep(args.seconds)
+        if args.watch:
+            await watch(client, args.seconds)
+        else:
+            await asyncio.sleep(args.seconds)
         result["received"] = {
             f"{r.kind}:{client.tracks.get(mid, {}).get('userId')}": r.frames
             for mid, r in client.received.items()
@@ -120,5 +141,6 @@ if __name__ == "__main__":
     parser.add_argument("--publish", choices=["av", "audio"], default="audio")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--watch", action="store_true")
     asyncio.run(main(parser.parse_args()))
     sys.exit(0)

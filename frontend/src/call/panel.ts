@@ -5,6 +5,14 @@
 import { h } from '../ui'
 import type { Session } from '../session'
 import { CallSession, type Kind, type Participant } from './session'
+import { weakNote } from './quality'
+
+// Signal bars, filled up to the level (inline SVG, stroked with currentColor).
+const BARS = (filled: number) =>
+  `<svg class="ico" viewBox="0 0 24 24" width="18" height="18" aria-hidden="true" focusable="false">${[0, 1, 2]
+    .map((i) => `<rect x="${3 + i * 7}" y="${16 - i * 6}" width="4" height="${5 + i * 6}" rx="1" fill="currentColor" opacity="${i < filled ? 1 : 0.25}"/>`)
+    .join('')}</svg>`
+const LEVELS = { good: 3, fair: 2, poor: 1 } as const
 
 export interface CallControls {
   /** Writes one key of the classroom document's `state` map (tutors only). */
@@ -94,7 +102,11 @@ export class CallPanel {
       const leave = h('button', { class: 'call-leave', 'aria-label': 'Leave call', text: 'Leave' })
       leave.addEventListener('click', () => this.leave())
       bar.append(leave)
+      bar.append(this.quality(s))
       if (s.paused.has('video')) bar.append(h('span', { class: 'call-note', text: 'Nobody sees your camera now.' }))
+      const weak = weakNote(s.serverQuality)
+      if (weak) bar.append(h('span', { class: 'call-weak', role: 'status', 'data-testid': 'call-weak', text: weak }))
+      if (s.restarting) bar.append(h('span', { class: 'call-note', role: 'status', text: 'Reconnecting the call…' }))
     }
     if (this.error) {
       bar.append(h('span', { class: 'call-error', role: 'alert', text: `${this.error} ` }, h('a', { href: this.checkUrl, text: 'Check my connection' })))
@@ -104,6 +116,23 @@ export class CallPanel {
     const children: Node[] = [bar, tiles]
     if (s && this.tutor) children.push(this.renderControls(s))
     this.root.replaceChildren(...children)
+  }
+
+  /** Good / fair / poor from this browser's own stats, with the figures in the title. */
+  private quality(s: CallSession): HTMLElement {
+    const link = s.link
+    const name = link ? link.level : 'measuring'
+    const el = h('span', {
+      class: `call-quality q-${name}`,
+      role: 'img',
+      'aria-label': `Connection: ${name}`,
+      'data-testid': 'call-quality',
+      'data-level': name,
+      title: link ? `Round trip ${link.sample.rttMs ?? '?'} ms, loss ${link.sample.lossPct} %, jitter ${link.sample.jitterMs} ms` : 'Measuring the connection',
+    })
+    el.innerHTML = BARS(link ? LEVELS[link.level] : 0)
+    el.append(h('span', { class: 'call-quality-word', text: link ? link.level : '…' }))
+    return el
   }
 
   private toggle(s: CallSession, kind: Kind, icon: string, label: string): HTMLButtonElement {

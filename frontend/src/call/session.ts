@@ -26,9 +26,14 @@ export interface Policy {
   studentVideo: boolean
 }
 
+import { type Counters, type Level, type LinkSample, MAX_RESTARTS, level, redirected, restartDelay, sample } from './quality'
+
 type Message = Record<string, unknown> & { type: string }
 
-const STATS_EVERY_MS = 5000
+const STATS_EVERY_MS = 2500
+// A connection "disconnected" this long (no ICE answers: Wi-Fi to mobile, a dead NAT
+// binding) is renegotiated without waiting for "failed", which takes about 30 s.
+const DISCONNECTED_MS = 4000
 
 export class CallSession {
   ws: WebSocket | null = null
@@ -45,23 +50,56 @@ export class CallSession {
   readonly speaking = new Set<string>()
   audioOnly = false
   local: MediaStream | null = null
+  /** What the server forwards to this client, judged from its link (docs/sfu.md). */
+  serverQuality = 'full video'
+  /** This client's own view of its link, from getStats. */
+  link: { level: Level; sample: LinkSample } | null = null
+  /** Media restarts so far (a new pair of connections, same call). */
+  restarts = 0
+  restarting = false
+  private counters: Counters | null = null
   private statsTimer = 0
   private waiting = new Map<string, (m: Message) => void>()
+  private readonly onOnline = () => {
+    if (![this.pub, this.sub].every((pc) => !pc || pc.connectionState === 'connected')) void this.restartMedia()
+  }
 
   constructor(
-    readonly url: string,
+    public url: string,
     readonly onChange: () => void,
     readonly onError: (message: string) => void,
   ) {}
 
   /** Opens signaling and joins; resolves with the `joined` message. */
   async join(): Promise<void> {
-    const ws = new WebSocket(this.url)
+    // A call lives on one node: another node answers `redirect` (then closes with 4307),
+    // and the join goes there, with the same path and token. At most two hops.
+    let m: Message | null = null
+    for (let hop = 0; hop < 3 && !m; hop++) m = await this.joinAt(this.url)
+    if (!m) throw new Error('The call could not be found on the class servers. Try again.')
+    this.me = String(m.participant)
+    this.iceServers = (m.iceServers as RTCIceServer[]) ?? []
+    this.policy = m.policy as Policy
+    for (const p of m.participants as Participant[]) this.participants.set(p.participant, p)
+    this.statsTimer = window.setInterval(() => void this.reportStats(), STATS_EVERY_MS)
+    window.addEventListener('online', this.onOnline)
+    this.onChange()
+  }
+
+  /** Joins over a new socket at `url`: the `joined` message, or null after a redirect
+   * (with `this.url` pointed at the node that hosts the call). */
+  private async joinAt(url: string): Promise<Message | null> {
+    const ws = new WebSocket(url)
     this.ws = ws
-    ws.onmessage = (e) => void this.receive(JSON.parse(String(e.data)) as Message)
+    let moved: string | null = null
+    ws.onmessage = (e) => {
+      const m = JSON.parse(String(e.data)) as Message
+      if (m.type === 'redirect') moved = String(m.url)
+      else void this.receive(m)
+    }
     ws.onclose = (e) => {
-      if (this.ws === ws && e.code !== 1000) this.onError(closeReason(e.code))
-      this.ws = null
+      if (this.ws === ws && e.code !== 1000 && e.code !== 4307) this.onError(closeReason(e.code))
+      if (this.ws === ws) this.ws = null
       this.onChange()
     }
     await new Promise<void>((resolve, reject) => {
@@ -69,14 +107,88 @@ export class CallSession {
       ws.onerror = () => reject(new Error('Could not reach the call server.'))
     })
     const joined = this.expect('joined')
+    const closed = new Promise<null>((resolve) => ws.addEventListener('close', () => resolve(null)))
     this.send({ type: 'join' })
-    const m = await joined
-    this.me = String(m.participant)
-    this.iceServers = (m.iceServers as RTCIceServer[]) ?? []
-    this.policy = m.policy as Policy
-    for (const p of m.participants as Participant[]) this.participants.set(p.participant, p)
-    this.statsTimer = window.setInterval(() => void this.reportStats(), STATS_EVERY_MS)
+    const m = await Promise.race([joined, closed])
+    if (m) return m
+    if (!moved) throw new Error(closeReason(4000))
+    this.url = redirected(url, moved)
+    return null
+  }
+
+  /**
+   * aiortc has no ICE restart, so a failed transport gets fresh connections: close both,
+   * tell the server (`reconnect`: it drops this client's connections and offers again),
+   * publish again. The call, the signaling and the page stay. Bounded retries with
+   * jittered backoff; then the error tells the user what to do.
+   */
+  async restartMedia(): Promise<void> {
+    if (this.restarting || !this.ws) return
+    this.restarting = true
     this.onChange()
+    try {
+      for (let attempt = 0; attempt < MAX_RESTARTS; attempt++) {
+        await new Promise((r) => setTimeout(r, restartDelay(attempt)))
+        if (!this.ws) return
+        this.dropConnections()
+        this.send({ type: 'reconnect' })
+        try {
+          if (this.local) {
+            const late = new Promise<never>((_, fail) => setTimeout(() => fail(new Error('no answer')), 10_000))
+            await Promise.race([this.publish(this.local), late])
+          }
+          if (await this.connected(10_000)) {
+            this.restarts++
+            return
+          }
+        } catch {
+          // a refused or timed-out renegotiation: the next attempt starts afresh
+        }
+      }
+      this.onError('The call lost its media connection. Check your network, then leave and join again (see /check).')
+    } finally {
+      this.restarting = false
+      this.onChange()
+    }
+  }
+
+  private dropConnections(): void {
+    for (const pc of [this.pub, this.sub]) {
+      if (!pc) continue
+      pc.onconnectionstatechange = null
+      pc.close()
+    }
+    this.pub = this.sub = null
+    this.streams.clear()
+    this.slots = {}
+    this.counters = null
+  }
+
+  private connected(ms: number): Promise<boolean> {
+    const up = () => [this.pub, this.sub].every((pc) => !pc || pc.connectionState === 'connected') && (!this.local || !!this.pub)
+    return new Promise((resolve) => {
+      const start = performance.now()
+      const poll = () => {
+        if (up()) resolve(true)
+        else if (performance.now() - start > ms || !this.ws) resolve(false)
+        else setTimeout(poll, 100)
+      }
+      poll()
+    })
+  }
+
+  private watch(pc: RTCPeerConnection): void {
+    let timer = 0
+    pc.onconnectionstatechange = () => {
+      window.clearTimeout(timer)
+      if (pc.connectionState === 'failed') void this.restartMedia()
+      else if (pc.connectionState === 'disconnected') {
+        timer = window.setTimeout(() => {
+          if (pc.connectionState === 'disconnected') void this.restartMedia()
+        }, DISCONNECTED_MS)
+      }
+      this.onChange()
+    }
   }
 
   /** Sends `stream`'s tracks on the publishing connection. */
@@ -84,6 +196,7 @@ export class CallSession {
     this.local = stream
     const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle' })
     this.pub = pc
+    this.watch(pc)
     for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] })
     pc.onicecandidate = (e) => {
       if (e.candidate) this.send({ type: 'candidate', pc: 'pub', candidate: e.candidate.toJSON() })
@@ -114,6 +227,7 @@ export class CallSession {
   leave(): void {
     this.send({ type: 'leave' })
     window.clearInterval(this.statsTimer)
+    window.removeEventListener('online', this.onOnline)
     for (const t of this.local?.getTracks() ?? []) t.stop()
     this.pub?.close()
     this.sub?.close()
@@ -184,6 +298,9 @@ export class CallSession {
       case 'policy':
         this.policy = m.policy as Policy
         break
+      case 'quality':
+        this.serverQuality = String(m.state)
+        break
       case 'pause':
         await this.pause(m.kind as Kind, m.paused === true)
         break
@@ -206,6 +323,7 @@ export class CallSession {
         if (e.candidate) this.send({ type: 'candidate', pc: 'sub', candidate: e.candidate.toJSON() })
       }
       this.sub = pc
+      this.watch(pc)
     }
     await this.sub.setRemoteDescription({ type: 'offer', sdp })
     await this.sub.setLocalDescription(await this.sub.createAnswer())
@@ -226,22 +344,15 @@ export class CallSession {
 
   private async reportStats(): Promise<void> {
     if (!this.pub && !this.sub) return
-    const report: Record<string, number | string> = {}
-    for (const [name, pc] of [['pub', this.pub], ['sub', this.sub]] as const) {
-      if (!pc) continue
-      const stats = await pc.getStats()
-      stats.forEach((s: Record<string, unknown>) => {
-        if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') {
-          report[`${name}.rtt`] = Number(s.currentRoundTripTime) || 0
-          report[`${name}.outgoingBitrate`] = Number(s.availableOutgoingBitrate) || 0
-        }
-        if (s.type === 'inbound-rtp') {
-          report[`${name}.${String(s.mid)}.lost`] = Number(s.packetsLost) || 0
-          report[`${name}.${String(s.mid)}.jitter`] = Number(s.jitter) || 0
-        }
-      })
+    const all: Record<string, unknown>[] = []
+    for (const pc of [this.pub, this.sub]) {
+      if (pc) (await pc.getStats()).forEach((s: Record<string, unknown>) => all.push(s))
     }
-    this.send({ type: 'stats', report })
+    const now = sample(this.counters, all)
+    this.counters = now.counters
+    this.link = { level: level(now.sample), sample: now.sample }
+    this.send({ type: 'stats', report: { ...now.sample, level: this.link.level, restarts: this.restarts } })
+    this.onChange()
   }
 }
 

@@ -32,13 +32,16 @@ export function mountCheck(mount: HTMLElement, loc: Location): void {
     const text = JSON.stringify(report, null, 2)
     const copy = h('button', { text: 'Copy report' })
     copy.addEventListener('click', () => void navigator.clipboard?.writeText(text))
+    const sent = h('p', { class: 'check-sent', 'data-testid': 'check-sent', role: 'status', text: token ? 'Sending the report to your class…' : 'Open this page from your classroom link to send the report to your tutor.' })
     result.replaceChildren(
       h('p', { class: 'check-verdict', 'data-testid': 'check-verdict', text: report.verdict }),
       h('p', { text: report.advice }),
       copy,
+      sent,
       h('pre', { class: 'check-report', 'data-testid': 'check-report', text }),
     )
     start.disabled = false
+    if (token) sent.textContent = await sendReport(token, report)
   })
 }
 
@@ -124,6 +127,22 @@ export async function runChecks(token: string | null, loc: Location, step: Step)
   return report
 }
 
+/** Stores the report for the tutor and admins; returns what to tell the user. */
+async function sendReport(token: string, report: Report): Promise<string> {
+  try {
+    const r = await fetch('/api/check-reports', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ ...report, userAgent: navigator.userAgent }),
+    })
+    if (r.ok) return 'Report sent: your tutor can see it.'
+    if (r.status === 429) return 'Report not sent: too many checks in the last hour. Copy it instead.'
+    return 'Report not sent. Copy it and send it to your tutor.'
+  } catch {
+    return 'Report not sent (no connection). Copy it and send it to your tutor.'
+  }
+}
+
 async function roundTrip(
   ws: WebSocket, stream: MediaStream, iceServers: RTCIceServer[],
   expect: (type: string) => Promise<Record<string, unknown>>,
@@ -151,8 +170,10 @@ async function roundTrip(
     const stats = await pc.getStats()
     const byId = new Map<string, Record<string, unknown>>()
     stats.forEach((s: Record<string, unknown>) => byId.set(String(s.id), s))
+    // The pair in use: the transport's selected one (the "nominated" flag can lag).
+    const selected = [...byId.values()].find((s) => s.type === 'transport')?.selectedCandidatePairId
     for (const s of byId.values()) {
-      if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') {
+      if (s.type === 'candidate-pair' && (selected ? s.id === selected : s.nominated && s.state === 'succeeded')) {
         const local = byId.get(String(s.localCandidateId))
         const remote = byId.get(String(s.remoteCandidateId))
         out.pair = `${local?.candidateType}/${local?.protocol} to ${remote?.candidateType}/${remote?.protocol}`

@@ -1,0 +1,1 @@
+"""Infrastructure behind the SFU's ports (Redis)."""
