@@ -15,6 +15,31 @@ from collab.ports import Peer
 from .errors import Forbidden, InvalidToken, NotFound
 
 ALGORITHM = "HS256"
+
+
+class _KnownKeyHMAC(jwt.algorithms.HMACAlgorithm):
+    """HS256 whose key checks run once per secret, not once per token.
+
+    PyJWT re-examines the secret on every verification (is it a PEM, SSH or DER key,
+    is it JSON?), a quarter of the CPU of accepting a connection. The node's secrets are
+    few and fixed; the checks still run, once each.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(jwt.algorithms.HMACAlgorithm.SHA256)
+        self._prepared: dict[str | bytes, bytes] = {}
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = super().prepare_key(key)
+            if len(self._prepared) < 16:  # a node's current and previous secrets
+                self._prepared[key] = prepared
+        return prepared
+
+
+_jwt = jwt.PyJWT()
+_jwt._jws._algorithms[ALGORITHM] = _KnownKeyHMAC()
 # Document names: path-like segments of safe characters, as used in URLs by y-websocket.
 # Matched with ``fullmatch`` (``$`` would accept a trailing newline). The total length
 # fits every store's key column (512) with room to spare.
@@ -84,7 +109,7 @@ def verify(secret: str, token: str | None) -> Claims:
     if not token:
         raise InvalidToken("missing token")
     try:
-        data = jwt.decode(
+        data = _jwt.decode(
             token,
             secret,
             algorithms=[ALGORITHM],
