@@ -269,10 +269,15 @@ class Client:
 
     async def _send_between(self, connection: Connection, frame: bytes) -> None:
         """Sends one slice, then what the room queued meanwhile (echoes, presence, live
-        strokes), after a turn of the loop so that it can queue."""
+        strokes), after a turn of the loop so that it can queue.
+
+        A slice goes straight to the transport when it can take it (shared slices are
+        framed once for every joiner, server/ws_protocol.py); otherwise it waits."""
         if self._failure is not None:
             raise self._failure
-        await connection.send(frame)
+        direct = self._direct
+        if direct is None or not direct(frame):
+            await connection.send(frame)
         await asyncio.sleep(0)
         queue = self._queue
         while queue and isinstance(queue[0], bytes):

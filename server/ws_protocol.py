@@ -85,6 +85,27 @@ class WireCache:
         self.hits = 0
         self.misses = 0
 
+    def plain(self, data: bytes) -> bytes:
+        """``data`` framed without compression, framed once for every connection."""
+        key = (0, data)
+        wire = self._frames.get(key)
+        if wire is not None:
+            self._frames.move_to_end(key)
+            self.hits += 1
+            return wire
+        wire = binary_frame(data)
+        self.misses += 1
+        self._keep(key, wire)
+        return wire
+
+    def _keep(self, key: tuple[int, bytes], wire: bytes) -> None:
+        if len(wire) <= self._max_bytes // 4:
+            self._frames[key] = wire
+            self._bytes += len(wire)
+            while self._bytes > self._max_bytes:
+                _, dropped = self._frames.popitem(last=False)
+                self._bytes -= len(dropped)
+
     def frame(self, conn: ServerProtocol, data: bytes) -> bytes:
         """``data`` as this connection's compressed frame; compressed only on a miss."""
         extension = conn.extensions[0]
@@ -100,12 +121,7 @@ class WireCache:
         conn.send_binary(data)
         wire = b"".join(conn.data_to_send())
         self.misses += 1
-        if len(wire) <= self._max_bytes // 4:
-            self._frames[key] = wire
-            self._bytes += len(wire)
-            while self._bytes > self._max_bytes:
-                _, dropped = self._frames.popitem(last=False)
-                self._bytes -= len(dropped)
+        self._keep(key, wire)
         return wire
 
 
@@ -312,10 +328,12 @@ class InkroomWebSocketProtocol(WebSocketsSansIOProtocol):
             or self.transport.is_closing()
         ):
             return False
-        if self.conn.extensions and len(data) >= COMPRESS_MIN_BYTES:
+        if len(data) < COMPRESS_MIN_BYTES:
+            self.transport.write(binary_frame(data))
+        elif self.conn.extensions:
             self.transport.write(WIRE_CACHE.frame(self.conn, data))
         else:
-            self.transport.write(binary_frame(data))
+            self.transport.write(WIRE_CACHE.plain(data))
         return True
 
     async def send(self, message: Any) -> None:
