@@ -44,6 +44,11 @@ const DIRECT_PAINT_MAX = 600
 const SLICE_MS = 8
 /** New strokes on top beyond this many are painted in slices too. */
 const APPEND_AT_ONCE_MAX = 24
+/**
+ * Outlines not yet built (perfect-freehand, then Path2D) cost about a millisecond each at
+ * 4x CPU; a repaint needing more than this many is sliced even on a small page.
+ */
+const UNCACHED_AT_ONCE_MAX = 48
 
 interface PaintJob {
   view: View
@@ -282,7 +287,12 @@ export class Renderer {
     const box = this.visibleBox()
     const all = this.board.pageShapes(this.page)
     const list = all.filter((s) => s.done && !this.hidden.has(s.id) && boxesOverlap(s.box, box))
-    const direct = list.length <= DIRECT_PAINT_MAX || this.renderedPage !== this.page
+    let uncached = 0
+    for (const s of list) if (this.paths.get(s.id)?.rev !== s.rev && ++uncached > UNCACHED_AT_ONCE_MAX) break
+    const atOnce = list.length <= DIRECT_PAINT_MAX && uncached <= UNCACHED_AT_ONCE_MAX
+    // Sliced repaints of a page already on screen go to a back buffer (the old bitmap
+    // stands in); a page shown for the first time fills in on screen.
+    const direct = atOnce || this.renderedPage !== this.page
     let target: HTMLCanvasElement = this.staticCanvas
     if (!direct) {
       if (!this.back) this.back = document.createElement('canvas')
@@ -316,7 +326,7 @@ export class Renderer {
       this.renderedPage = this.page
       this.staticCanvas.style.transform = ''
       // A page shown for the first time fills in on screen, slice by slice, when large.
-      if (list.length <= DIRECT_PAINT_MAX) this.continueStatic(Infinity)
+      if (atOnce) this.continueStatic(Infinity)
     }
   }
 
@@ -329,10 +339,11 @@ export class Renderer {
       const s = list[job.next++]
       this.drawShape(ctx, s)
       job.ids.add(s.id)
-      if ((job.next & 15) === 0) {
-        // Canvas records draw calls and rasterises them later; reading one pixel makes
-        // the raster happen now, inside this slice, so the time check sees its cost.
-        if (frameStart === Infinity) continue
+      if (frameStart === Infinity) continue
+      // Canvas records draw calls and rasterises them later; reading one pixel makes
+      // the raster happen now, inside this slice, so the time check sees its cost. A
+      // stroke's outline costs about a millisecond at 4x CPU: check after every few.
+      if ((job.next & 3) === 0 || performance.now() > budget) {
         ctx.getImageData(0, 0, 1, 1)
         if (performance.now() > budget) return
       }

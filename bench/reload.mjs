@@ -1,0 +1,102 @@
+// Loading and reloading a large board on an old phone (issue 8): the longest main-thread
+// task and the script's start-up cost, at 4x CPU throttling on a 360 x 740 touch phone.
+//
+// A tutor's desktop seeds N finished strokes; then a phone opens the classroom (first
+// load: the board arrives over the socket) and reloads it (the board comes from this
+// device's IndexedDB, the socket sends only the diff). For each: the page-clock time until
+// the whole board is there and online, the longest task and every task over 50 ms
+// (PerformanceObserver 'longtask'), and, from a CDP trace of the reload, the time spent
+// evaluating the app's scripts (v8 module evaluation and compile events).
+//
+//   node bench/reload.mjs [--strokes 5000] [--rate 4] [--runs 3] [--network none|fast3g]
+
+import { parseArgs } from 'node:util'
+import { startServer } from '../tests/e2e/lib/server.mjs'
+import { DESKTOP, PHONE, launch, openClassroom, waitOnline } from '../tests/e2e/lib/browser.mjs'
+import { seedStrokes } from '../tests/e2e/lib/synth.mjs'
+import { FAST_3G, openThrottled } from '../tests/e2e/lib/threeg.mjs'
+
+const { values: opts } = parseArgs({
+  options: {
+    strokes: { type: 'string', default: '5000' },
+    rate: { type: 'string', default: '4' },
+    runs: { type: 'string', default: '3' },
+    network: { type: 'string', default: 'none' },
+  },
+})
+const STROKES = Number(opts.strokes)
+const RATE = Number(opts.rate)
+const NETWORK = opts.network === 'fast3g' ? FAST_3G : { latency: 0, downloadThroughput: -1, uploadThroughput: -1 }
+
+/** Script evaluation from a Chrome trace: the app's own module evaluations, in ms. */
+function scriptCost(events) {
+  const ms = (e) => (e.dur ?? 0) / 1000
+  let evaluate = 0
+  let compile = 0
+  const byUrl = {}
+  for (const e of events) {
+    if (e.ph !== 'X') continue
+    const url = e.args?.data?.url ?? e.args?.fileName ?? ''
+    if (e.name === 'v8.evaluateModule' || e.name === 'EvaluateScript') {
+      evaluate += ms(e)
+      const key = url.split('/').pop() || e.name
+      byUrl[key] = +((byUrl[key] ?? 0) + ms(e)).toFixed(1)
+    } else if (e.name === 'v8.compileModule' || e.name === 'v8.compile') compile += ms(e)
+  }
+  return { evaluateMs: +evaluate.toFixed(1), compileMs: +compile.toFixed(1), byUrl }
+}
+
+async function waitWhole(page, n) {
+  await page.waitForFunction((count) => (window.inkroom?.board?.count() ?? 0) >= count, n, { timeout: 120_000, polling: 100 })
+  await waitOnline(page, 60_000)
+  return page.evaluate(() => {
+    const p = window.__load
+    return {
+      firstMs: Math.round(p.first ?? -1),
+      wholeMs: Math.round(performance.now()),
+      longestTaskMs: Math.round(p.longest),
+      tasksOver50: p.tasks.map(([, d]) => d),
+    }
+  })
+}
+
+const server = await startServer()
+const browser = await launch()
+try {
+  const cls = `bench-reload-${STROKES}`
+  const tutor = await openClassroom(await browser.newContext(DESKTOP), server.base, cls, await server.token(cls, 'tutor', 'tutor-1', 'Tutor'))
+  await seedStrokes(tutor, STROKES)
+  await waitOnline(tutor, 120_000)
+  await tutor.context().close()
+  const rows = []
+  for (let run = 0; run < Number(opts.runs); run++) {
+    const ctx = await browser.newContext(PHONE)
+    const url = `${server.base}/c/${cls}?token=${encodeURIComponent(await server.token(cls, 'student', `s${run}`, 'Sam'))}`
+    const { page } = await openThrottled(ctx, url, { network: NETWORK, rate: RATE })
+    const first = await waitWhole(page, STROKES)
+    // Let the service worker install and IndexedDB settle before the reload.
+    await page.waitForFunction(() => !!navigator.serviceWorker.controller, null, { timeout: 60_000 }).catch(() => undefined)
+    // ...and this device's copy to be compacted into small slices (2 s after the first sync).
+    await page.waitForFunction(() => !window.inkroom.boardLink.local.compactionDue, null, { timeout: 120_000, polling: 200 })
+    await page.waitForTimeout(500)
+    await browser.startTracing(page, { categories: ['devtools.timeline', 'v8', 'v8.execute', 'disabled-by-default-devtools.timeline'] })
+    await page.reload()
+    const reload = await waitWhole(page, STROKES)
+    const trace = JSON.parse((await browser.stopTracing()).toString('utf8'))
+    const script = scriptCost(trace.traceEvents ?? trace)
+    if (process.env.TRACE_OUT) (await import('node:fs')).writeFileSync(`${process.env.TRACE_OUT}-${run}.json`, JSON.stringify(trace))
+    const row = { run, first, reload, script }
+    rows.push(row)
+    console.log(JSON.stringify(row))
+    await ctx.close()
+  }
+  const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+  console.log(
+    `${STROKES} strokes, ${RATE}x CPU, network ${opts.network}: longest task first load ${rows.map((r) => r.first.longestTaskMs).join('/')} ms, ` +
+      `reload ${rows.map((r) => r.reload.longestTaskMs).join('/')} ms (median ${med(rows.map((r) => r.reload.longestTaskMs))}); ` +
+      `reload whole board ${rows.map((r) => r.reload.wholeMs).join('/')} ms; script evaluation on reload ${rows.map((r) => r.script.evaluateMs).join('/')} ms`,
+  )
+} finally {
+  await browser.close()
+  await server.stop()
+}
