@@ -177,15 +177,23 @@ export class Renderer {
     if (!this.frame) this.frame = requestAnimationFrame((t) => this.paint(t))
   }
 
+  private sized = false
+
   private resize(): void {
     const rect = this.root.getBoundingClientRect()
     this.width = Math.max(1, Math.round(rect.width))
     this.height = Math.max(1, Math.round(rect.height))
     // Past 2 the pixels cost more than they show on a phone.
     this.dpr = Math.min(2, window.devicePixelRatio || 1)
+    const w = Math.round(this.width * this.dpr)
+    const h = Math.round(this.height * this.dpr)
+    // The observer's first call repeats the constructor's: a canvas given its own size
+    // again is cleared and reallocated (tens of milliseconds at 4x CPU), so skip it.
+    if (this.sized && this.staticCanvas.width === w && this.staticCanvas.height === h) return
+    this.sized = true
     for (const c of [this.staticCanvas, this.liveCanvas]) {
-      c.width = Math.round(this.width * this.dpr)
-      c.height = Math.round(this.height * this.dpr)
+      c.width = w
+      c.height = h
       c.style.width = `${this.width}px`
       c.style.height = `${this.height}px`
     }
