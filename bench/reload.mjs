@@ -77,7 +77,7 @@ try {
     // Let the service worker install and IndexedDB settle before the reload.
     await page.waitForFunction(() => !!navigator.serviceWorker.controller, null, { timeout: 60_000 }).catch(() => undefined)
     // ...and this device's copy to be compacted into small slices (2 s after the first sync).
-    await page.waitForFunction(() => !window.inkroom.boardLink.local.compactionDue, null, { timeout: 120_000, polling: 200 })
+    await page.waitForFunction(() => window.inkroom.boardLink.local.settled, null, { timeout: 120_000, polling: 200 })
     await page.waitForTimeout(500)
     await browser.startTracing(page, { categories: ['devtools.timeline', 'v8', 'v8.execute', 'disabled-by-default-devtools.timeline'] })
     await page.reload()

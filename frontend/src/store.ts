@@ -32,6 +32,10 @@ const COMPACT_RECORDS = 400
 const COMPACT_DEADLINE_MS = 60_000
 /** Large records (a first sync's slices) are compacted this long after the last one. */
 const COMPACT_LARGE_AFTER_MS = 2000
+/** Records larger than this (a first sync's 8 KiB slices) call for a compaction. */
+const LARGE_WRITE = 1.5 * SLICE_BYTES
+/** Updates are written in one transaction per this much time. */
+const WRITE_DELAY_MS = 50
 
 /** Gives the page a turn: input, rendering and other tasks run before we continue. */
 export function yieldToPage(): Promise<void> {
@@ -50,14 +54,13 @@ export class LocalStore {
   private destroyed = false
   private records = 0
   private compacting: Promise<void> | null = null
-  /** Updates made before the database opened, written once it has. */
-  private early: Uint8Array[] = []
 
   constructor(
     readonly name: string,
     readonly doc: Y.Doc,
   ) {
     doc.on('update', this.onUpdate)
+    window.addEventListener('pagehide', this.flush)
     this.whenLoaded = this.load()
   }
 
@@ -72,8 +75,10 @@ export class LocalStore {
   }
 
   destroy(): void {
+    this.flush()
     this.destroyed = true
     clearTimeout(this.largeTimer)
+    window.removeEventListener('pagehide', this.flush)
     this.doc.off('update', this.onUpdate)
     this.db?.close()
     this.db = null
@@ -81,25 +86,35 @@ export class LocalStore {
 
   private onUpdate = (update: Uint8Array, origin: unknown): void => {
     if (origin === this || this.destroyed) return
-    if (!this.db) {
-      this.early.push(update)
-      return
-    }
-    this.put([update])
+    this.queued.push(update)
+    // One transaction per burst (a first sync is a few hundred messages), written soon:
+    // a transaction still open when the page unloads is lost, so pagehide flushes too.
+    if (this.db && !this.flushTimer) this.flushTimer = setTimeout(this.flush, WRITE_DELAY_MS)
   }
 
-  private put(updates: Uint8Array[]): void {
+  private queued: Uint8Array[] = []
+  private flushTimer: ReturnType<typeof setTimeout> | undefined
+  private inflight = 0
+
+  private flush = (): void => {
+    clearTimeout(this.flushTimer)
+    this.flushTimer = undefined
     const db = this.db
+    const updates = this.queued
     if (!db || !updates.length) return
+    this.queued = []
     const tx = db.transaction(UPDATES, 'readwrite')
     const store = tx.objectStore(UPDATES)
     let large = false
     for (const u of updates) {
       store.add(u)
-      large ||= u.length > 2 * SLICE_BYTES
+      large ||= u.length > LARGE_WRITE
     }
     this.records += updates.length
-    done(tx).catch(() => undefined)
+    this.inflight += 1
+    done(tx)
+      .catch(() => undefined)
+      .finally(() => (this.inflight -= 1))
     if (this.records > COMPACT_RECORDS) {
       this.records = 0
       void this.compact().then(() => this.count())
@@ -114,9 +129,15 @@ export class LocalStore {
     }
   }
 
-  /** True while a compaction is scheduled or running (tests wait for it to settle). */
-  get compactionDue(): boolean {
-    return this.largeTimer !== undefined || this.compacting !== null
+  /** True once everything is written and no compaction is due (tests wait for it). */
+  get settled(): boolean {
+    return (
+      this.largeTimer === undefined &&
+      this.compacting === null &&
+      this.flushTimer === undefined &&
+      this.inflight === 0 &&
+      this.queued.length === 0
+    )
   }
 
   private largeTimer: ReturnType<typeof setTimeout> | undefined
@@ -163,9 +184,7 @@ export class LocalStore {
       return
     }
     this.db = db
-    const early = this.early
-    this.early = []
-    this.put(early)
+    this.flush()
   }
 }
 
