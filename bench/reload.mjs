@@ -15,6 +15,7 @@ import { startServer } from '../tests/e2e/lib/server.mjs'
 import { DESKTOP, PHONE, launch, openClassroom, waitOnline } from '../tests/e2e/lib/browser.mjs'
 import { seedStrokes } from '../tests/e2e/lib/synth.mjs'
 import { FAST_3G, openThrottled } from '../tests/e2e/lib/threeg.mjs'
+import { readDocument } from '../tests/e2e/lib/yclient.mjs'
 
 const { values: opts } = parseArgs({
   options: {
@@ -68,6 +69,9 @@ try {
   await seedStrokes(tutor, STROKES)
   await waitOnline(tutor, 120_000)
   await tutor.context().close()
+  // The board as the server sends it in a first sync (a stock client reads it).
+  const { update } = await readDocument(server.ws, `${cls}/board`, await server.token(cls, 'tutor', 'reader', 'Reader'), { timeout: 60_000 })
+  console.log(`board: ${STROKES} strokes, ${update.length} bytes, ${(update.length / STROKES).toFixed(1)} B/stroke`)
   const rows = []
   for (let run = 0; run < Number(opts.runs); run++) {
     const ctx = await browser.newContext(PHONE)

@@ -3,7 +3,7 @@
 
 import * as Y from 'yjs'
 import { generateKeyBetween } from 'fractional-indexing'
-import { type Box, type Point, boundsOf, decodeInk } from './ink'
+import { type Box, type Point, boundsOf, decodeInk, inkInts, packInts } from './ink'
 
 /** Transaction origin of this user's own edits: the only origin undo tracks. */
 export const LOCAL = Symbol('local')
@@ -166,13 +166,16 @@ export class Board {
     return z
   }
 
-  /** Creates a shape from plain fields; `pts` (ink) becomes an append-only Y.Array. */
+  /**
+   * Creates a shape from plain fields; `pts` (ink) becomes an append-only Y.Array of
+   * packed chunks. Fields equal to what readers assume when absent are not written.
+   */
   create(fields: Record<string, unknown>, pts?: number[], id = this.newId()): string {
     const m = new Y.Map<unknown>()
-    for (const [k, v] of Object.entries(fields)) if (v !== undefined) m.set(k, v)
+    for (const [k, v] of Object.entries(fields)) if (v !== undefined && DEFAULTS[k] !== v) m.set(k, v)
     if (pts) {
-      const arr = new Y.Array<number>()
-      arr.push(pts)
+      const arr = new Y.Array<unknown>()
+      if (pts.length) arr.push([packInts(pts)])
       m.set('pts', arr)
     }
     this.shapes.set(id, m)
@@ -182,8 +185,8 @@ export class Board {
   appendInk(id: string, ints: number[], done: boolean): void {
     const m = this.shapes.get(id)
     if (!m) return
-    const arr = m.get('pts') as Y.Array<number> | undefined
-    if (ints.length && arr) arr.push(ints)
+    const arr = m.get('pts') as Y.Array<unknown> | undefined
+    if (ints.length && arr) arr.push([packInts(ints)])
     if (done) m.set('done', true)
   }
 
@@ -263,6 +266,11 @@ function paintOrder(a: ShapeView, b: ShapeView): number {
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0
 }
 
+/** What a shape's field means when it is absent (so `create` leaves it out). */
+const DEFAULT_COLOUR = '#1f2933'
+const DEFAULT_WIDTH = 4
+const DEFAULTS: Record<string, unknown> = { pg: FIRST_PAGE, c: DEFAULT_COLOUR, w: DEFAULT_WIDTH }
+
 const num = (v: unknown, d = 0): number => (typeof v === 'number' && Number.isFinite(v) ? v : d)
 const str = (v: unknown, d = ''): string => (typeof v === 'string' ? v : d)
 const TYPES = new Set(['p', 'h', 'r', 'e', 'l', 'a', 'x'])
@@ -270,14 +278,14 @@ const TYPES = new Set(['p', 'h', 'r', 'e', 'l', 'a', 'x'])
 function toView(id: string, m: Y.Map<unknown>, rev: number): ShapeView | null {
   const t = str(m.get('t')) as ShapeType
   if (!TYPES.has(t)) return null
-  const w = Math.max(1, num(m.get('w'), 4))
+  const w = Math.max(1, num(m.get('w'), DEFAULT_WIDTH))
   const v: ShapeView = {
     id,
     t,
     pg: str(m.get('pg'), FIRST_PAGE),
     z: str(m.get('z'), 'a0'),
     a: str(m.get('a')),
-    c: str(m.get('c'), '#1f2933'),
+    c: str(m.get('c'), DEFAULT_COLOUR),
     w,
     x: num(m.get('x')),
     y: num(m.get('y')),
@@ -287,7 +295,7 @@ function toView(id: string, m: Y.Map<unknown>, rev: number): ShapeView | null {
   }
   if (t === 'p' || t === 'h') {
     const arr = m.get('pts')
-    const data = arr instanceof Y.Array ? (arr.toArray() as number[]) : []
+    const data = arr instanceof Y.Array ? inkInts(arr.toArray()) : []
     v.pressure = m.get('pr') === 1
     v.points = decodeInk(v.x, v.y, data, v.pressure ? 3 : 2)
     v.box = boundsOf(v.points, w)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import given, settings
@@ -79,3 +80,13 @@ def test_root_kinds_and_plain_data() -> None:
     assert root_kinds(loaded) == {"m": "map", "a": "array", "t": "text"}
     assert to_data(loaded) == {"a": ["x"], "m": {"k": {"pts": [1.0, 2.0]}}, "t": "hello"}
     assert to_data(Doc()) == {}
+
+
+def test_binary_values_are_json_ready() -> None:
+    """A board's packed ink points (Uint8Array chunks in the web client) are bytes to
+    pycrdt; the inspector's JSON shows them as byte values."""
+    doc: Doc[Any] = Doc()
+    doc.get("shapes", type=Map)["s"] = Map({"pts": Array([b"\x02\x04", b"\x01"])})
+    data = to_data(from_update(doc.get_update()))
+    assert data == {"shapes": {"s": {"pts": [[2, 4], [1]]}}}
+    json.dumps(data)
