@@ -119,6 +119,7 @@ export class App {
   setPage(pg: string): void {
     if (pg === this.page) return
     this.page = pg
+    this.board.focus(pg)
     this.tools.selected = []
     this.renderer.selection = null
     this.renderer.setPage(pg)

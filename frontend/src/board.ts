@@ -53,6 +53,13 @@ export class Board {
   readonly shapes: Y.Map<Y.Map<unknown>>
   readonly pages: Y.Map<Y.Map<unknown>>
   private views = new Map<string, ShapeView>()
+  /**
+   * Shapes of pages other than the one in view: only their page is known. Decoding a
+   * stroke (its points, its bounds) is most of what a loading board costs the page, so
+   * the page the student is on is decoded as it arrives and the others when shown.
+   */
+  private lazy = new Map<string, string>()
+  private focused = FIRST_PAGE
   private byPage = new Map<string, Set<string>>()
   private sorted = new Map<string, ShapeView[]>()
   private maxZ: string | null = null
@@ -138,11 +145,31 @@ export class Board {
   // -- shapes --------------------------------------------------------------------------
 
   view(id: string): ShapeView | undefined {
+    if (this.lazy.has(id)) this.decode(id)
     return this.views.get(id)
+  }
+
+  /** The page a shape is on, without decoding it. */
+  pageOf(id: string): string | undefined {
+    return this.views.get(id)?.pg ?? this.lazy.get(id)
+  }
+
+  /** The page in view: its shapes are decoded as they arrive, the others' when asked for. */
+  focus(pg: string): void {
+    this.focused = pg
+    this.pageShapes(pg)
+  }
+
+  private decode(id: string): void {
+    this.lazy.delete(id)
+    this.refresh(id, true)
   }
 
   /** Shapes of a page in paint order (z, then id), cached until the page changes. */
   pageShapes(pg: string): ShapeView[] {
+    if (this.lazy.size) {
+      for (const id of this.byPage.get(pg) ?? []) if (this.lazy.has(id)) this.decode(id)
+    }
     let list = this.sorted.get(pg)
     if (!list) {
       list = []
@@ -157,7 +184,7 @@ export class Board {
   }
 
   count(): number {
-    return this.views.size
+    return this.views.size + this.lazy.size
   }
 
   nextZ(): string {
@@ -207,6 +234,12 @@ export class Board {
   }
 
   private forget(id: string): void {
+    const lazyPage = this.lazy.get(id)
+    if (lazyPage !== undefined) {
+      this.lazy.delete(id)
+      this.byPage.get(lazyPage)?.delete(id)
+      this.sorted.delete(lazyPage)
+    }
     const v = this.views.get(id)
     this.unfinished.delete(id)
     if (!v) return
@@ -215,13 +248,30 @@ export class Board {
     this.sorted.delete(v.pg)
   }
 
-  private refresh(id: string): void {
+  private refresh(id: string, now = false): void {
     const m = this.shapes.get(id)
     if (!(m instanceof Y.Map)) {
       this.forget(id)
       return
     }
     const prev = this.views.get(id)
+    if (!now && (!prev || this.lazy.has(id)) && TYPES.has(str(m.get('t')))) {
+      const pg = str(m.get('pg'), FIRST_PAGE)
+      if (pg !== this.focused) {
+        // Another page's shape: remember where it is, decode it when that page shows.
+        const was = this.lazy.get(id)
+        if (was !== undefined && was !== pg) this.forget(id)
+        this.lazy.set(id, pg)
+        let set = this.byPage.get(pg)
+        if (!set) this.byPage.set(pg, (set = new Set()))
+        set.add(id)
+        this.sorted.delete(pg)
+        const z = str(m.get('z'), 'a0')
+        if (this.maxZ === null || z > this.maxZ) this.maxZ = z
+        return
+      }
+      this.lazy.delete(id)
+    }
     const v = toView(id, m, prev ? prev.rev + 1 : 0)
     if (!v) {
       this.forget(id)

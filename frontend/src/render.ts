@@ -212,8 +212,10 @@ export class Renderer {
     const job = this.job
     const ids = job ? job.ids : this.renderedIds
     const topZ = job ? job.topZ : this.renderedTopZ
+    const visible = this.visibleBox()
     for (const id of changed) {
-      const v = this.board.view(id)
+      // Shapes of other pages are not decoded for this (board.ts: visible page first).
+      const v = this.board.pageOf(id) === this.page ? this.board.view(id) : undefined
       if (!v || v.pg !== this.page) {
         if (ids.has(id) || this.renderedIds.has(id)) incremental = null
         continue
@@ -221,7 +223,11 @@ export class Renderer {
       this.liveDirty = true
       if (!v.done) continue
       if (ids.has(id) || this.renderedIds.has(id) || v.z < topZ || this.hidden.has(id)) incremental = null
-      else incremental?.push(v)
+      else if (!boxesOverlap(v.box, visible)) {
+        // Off screen: nothing to paint (a settled pan or zoom repaints from the board).
+        if (job) job.ids.add(id)
+        else this.renderedIds.add(id)
+      } else incremental?.push(v)
     }
     if (incremental === null) this.staticDirty = true
     else if (incremental.length && !this.staticDirty) {
