@@ -8,7 +8,7 @@
 // (PerformanceObserver 'longtask'), and, from a CDP trace of the reload, the time spent
 // evaluating the app's scripts (v8 module evaluation and compile events).
 //
-//   node bench/reload.mjs [--strokes 5000] [--rate 4] [--runs 3] [--network none|fast3g]
+//   node bench/reload.mjs [--strokes 5000] [--rate 4] [--runs 3] [--network none|fast3g] [--settle yes|no]
 
 import { parseArgs } from 'node:util'
 import { startServer } from '../tests/e2e/lib/server.mjs'
@@ -23,6 +23,8 @@ const { values: opts } = parseArgs({
     rate: { type: 'string', default: '4' },
     runs: { type: 'string', default: '3' },
     network: { type: 'string', default: 'none' },
+    // 'yes': reload once this device's copy is written and compacted; 'no': at once.
+    settle: { type: 'string', default: 'yes' },
   },
 })
 const STROKES = Number(opts.strokes)
@@ -78,11 +80,13 @@ try {
     const url = `${server.base}/c/${cls}?token=${encodeURIComponent(await server.token(cls, 'student', `s${run}`, 'Sam'))}`
     const { page } = await openThrottled(ctx, url, { network: NETWORK, rate: RATE })
     const first = await waitWhole(page, STROKES)
-    // Let the service worker install and IndexedDB settle before the reload.
-    await page.waitForFunction(() => !!navigator.serviceWorker.controller, null, { timeout: 60_000 }).catch(() => undefined)
-    // ...and this device's copy to be compacted into small slices (2 s after the first sync).
-    await page.waitForFunction(() => window.inkroom.boardLink.local.settled, null, { timeout: 120_000, polling: 200 })
-    await page.waitForTimeout(500)
+    if (opts.settle === 'yes') {
+      // Let the service worker install and IndexedDB settle before the reload, and this
+      // device's copy be compacted into small slices (2 s after the first sync).
+      await page.waitForFunction(() => !!navigator.serviceWorker.controller, null, { timeout: 60_000 }).catch(() => undefined)
+      await page.waitForFunction(() => window.inkroom.boardLink.local.settled, null, { timeout: 120_000, polling: 200 })
+      await page.waitForTimeout(500)
+    }
     await browser.startTracing(page, { categories: ['devtools.timeline', 'v8', 'v8.execute', 'disabled-by-default-devtools.timeline'] })
     await page.reload()
     const reload = await waitWhole(page, STROKES)

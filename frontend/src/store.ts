@@ -16,10 +16,11 @@
 
 import * as Y from 'yjs'
 import { UPDATES, done, openDb, readAll } from './idb'
+import { sliceUpdate } from './slices'
 import type { CompactRequest, CompactResult } from './store-worker'
 
 /** Work per task while loading; records are applied whole, so one may run over. */
-const TASK_MS = 25
+const TASK_MS = 16
 /**
  * Slices written by compaction: one applies well inside a task at 4x CPU (about a dozen
  * strokes; a 16 KiB slice of the first sync takes 100-200 ms there).
@@ -171,13 +172,24 @@ export class LocalStore {
       ;({ updates } = await readAll(db))
     }
     this.records = updates.length
-    let i = 0
-    while (i < updates.length && !this.destroyed) {
+    // Records not compacted yet (a first sync's 8 KiB slices, when the page reloads
+    // within seconds of it) are cut here into SLICE_BYTES pieces: decoding 8 KiB costs
+    // a few milliseconds, applying it whole 100-250 ms at 4x CPU.
+    const pieces = (function* () {
+      for (const u of updates) {
+        if (u.length > LARGE_WRITE) yield* sliceUpdate(u, SLICE_BYTES)
+        else yield u
+      }
+    })()
+    let next = pieces.next()
+    while (!next.done && !this.destroyed) {
       const start = performance.now()
-      // One transaction per record: the board's observers run inside the time budget.
-      do Y.applyUpdate(this.doc, updates[i++], this)
-      while (i < updates.length && performance.now() - start < TASK_MS)
-      if (i < updates.length) await yieldToPage()
+      // One transaction per piece: the board's observers run inside the time budget.
+      do {
+        Y.applyUpdate(this.doc, next.value, this)
+        next = pieces.next()
+      } while (!next.done && performance.now() - start < TASK_MS)
+      if (!next.done) await yieldToPage()
     }
     if (this.destroyed) {
       db.close()
