@@ -164,12 +164,17 @@ export class LocalStore {
       db.close()
       return
     }
-    let { updates } = await readAll(db)
-    if (updates.some((u) => u.length > LARGE_RECORD)) {
-      // A copy stored as one large update (y-indexeddb, or a record too large to apply in
-      // one task): the worker rewrites it as slices first.
-      await this.compact().catch(() => undefined)
+    let updates: Uint8Array[]
+    try {
       ;({ updates } = await readAll(db))
+      if (updates.some((u) => u.length > LARGE_RECORD)) {
+        // A copy stored as one large update (y-indexeddb, or a record too large to apply
+        // in one task): the worker rewrites it as slices first.
+        await this.compact().catch(() => undefined)
+        ;({ updates } = await readAll(db))
+      }
+    } catch {
+      updates = [] // unreadable: the board comes from the server; new updates are kept
     }
     this.records = updates.length
     // Records not compacted yet (a first sync's 8 KiB slices, when the page reloads
@@ -177,8 +182,13 @@ export class LocalStore {
     // a few milliseconds, applying it whole 100-250 ms at 4x CPU.
     const pieces = (function* () {
       for (const u of updates) {
-        if (u.length > LARGE_WRITE) yield* sliceUpdate(u, SLICE_BYTES)
-        else yield u
+        let parts = [u]
+        try {
+          if (u.length > LARGE_WRITE) parts = sliceUpdate(u, SLICE_BYTES)
+        } catch {
+          /* not sliceable: applied whole below */
+        }
+        yield* parts
       }
     })()
     let next = pieces.next()
@@ -186,7 +196,12 @@ export class LocalStore {
       const start = performance.now()
       // One transaction per piece: the board's observers run inside the time budget.
       do {
-        Y.applyUpdate(this.doc, next.value, this)
+        try {
+          Y.applyUpdate(this.doc, next.value, this)
+        } catch (err) {
+          // A damaged record must not keep the board from opening: the server has it all.
+          console.warn(`inkroom: a stored update of ${this.name} is unreadable`, err)
+        }
         next = pieces.next()
       } while (!next.done && performance.now() - start < TASK_MS)
       if (!next.done) await yieldToPage()
