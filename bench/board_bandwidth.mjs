@@ -8,7 +8,7 @@
 // WebSocket frames with their headers (no TLS, no TCP/IP headers: an estimate of those
 // is printed separately). CDP WebSocket frame events split them into ink and presence.
 //
-//   node bench/board_bandwidth.mjs [--seconds 30]
+//   node bench/board_bandwidth.mjs [--seconds 30] [--idle 20] [--static-dir other/dist]
 
 import { parseArgs } from 'node:util'
 import { startServer } from '../tests/e2e/lib/server.mjs'
@@ -16,7 +16,9 @@ import { startProxy } from '../tests/e2e/lib/proxy.mjs'
 import { DESKTOP, PHONE, launch, openClassroom, waitOnline } from '../tests/e2e/lib/browser.mjs'
 import { installSynth } from '../tests/e2e/lib/synth.mjs'
 
-const { values: opts } = parseArgs({ options: { seconds: { type: 'string', default: '30' }, idle: { type: 'string', default: '20' } } })
+const { values: opts } = parseArgs({
+  options: { seconds: { type: 'string', default: '30' }, idle: { type: 'string', default: '20' }, 'static-dir': { type: 'string' } },
+})
 const SECONDS = Number(opts.seconds)
 const IDLE = Number(opts.idle)
 const THREE_G = { latencyMs: 150, upBps: 384_000 / 8, downBps: 1_600_000 / 8 }
@@ -97,7 +99,8 @@ async function idle(browser, server, proxy, { token, observerToken, classroom })
   return row
 }
 
-const server = await startServer()
+// --static-dir: another build of the web client (e.g. the one before a change).
+const server = await startServer({ staticDir: opts['static-dir'] ?? null })
 const browser = await launch()
 const proxy = await startProxy(server.port)
 proxy.shape(THREE_G)

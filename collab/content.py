@@ -62,8 +62,21 @@ def roots(doc: Doc[Any]) -> dict[str, Shared]:
 
 
 def to_data(doc: Doc[Any]) -> dict[str, Any]:
-    """The document's content as JSON-ready data: ``{root: dict | list | str}``."""
-    return {name: root.to_py() for name, root in sorted(roots(doc).items())}
+    """The document's content as JSON-ready data: ``{root: dict | list | str}``.
+
+    Binary values (a board's packed ink points) become lists of byte values.
+    """
+    return {name: _jsonable(root.to_py()) for name, root in sorted(roots(doc).items())}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return list(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 Path = tuple[str | int, ...]

@@ -10,7 +10,6 @@ import { type Role, type Session, canDraw, isTeacher, lowered } from './session'
 import { DRAWING_TOOLS, type Tool, Tools } from './tools'
 import { type Chrome, COLOURS, WIDTHS, buildChrome, h, renderChat, renderRoster } from './ui'
 import { iconEl } from './icons'
-import { download, pagePng, pageSvg } from './export'
 import { CallPanel } from './call/panel'
 
 export class App {
@@ -125,6 +124,7 @@ export class App {
   setPage(pg: string): void {
     if (pg === this.page) return
     this.page = pg
+    this.board.focus(pg)
     this.tools.selected = []
     this.renderer.selection = null
     this.renderer.setPage(pg)
@@ -432,10 +432,13 @@ export class App {
       this.classroom.say(this.session.userId, this.session.name, c.chatInput.value)
       c.chatInput.value = ''
     })
+    // Export code loads on first use: it is not needed to show the board.
     c.exportPng.addEventListener('click', async () => {
+      const { download, pagePng } = await import('./export')
       download(await pagePng(this.board, this.renderer, this.page, 1), `${this.session.classroom}-${this.page}.png`)
     })
-    c.exportSvg.addEventListener('click', () => {
+    c.exportSvg.addEventListener('click', async () => {
+      const { download, pageSvg } = await import('./export')
       download(new Blob([pageSvg(this.board, this.page)], { type: 'image/svg+xml' }), `${this.session.classroom}-${this.page}.svg`)
     })
     window.addEventListener('keydown', this.keyHandler)

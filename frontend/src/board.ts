@@ -3,7 +3,7 @@
 
 import * as Y from 'yjs'
 import { generateKeyBetween } from 'fractional-indexing'
-import { type Box, type Point, boundsOf, decodeInk } from './ink'
+import { type Box, type Point, boundsOf, decodeInk, inkInts, packInts } from './ink'
 
 /** Transaction origin of this user's own edits: the only origin undo tracks. */
 export const LOCAL = Symbol('local')
@@ -53,6 +53,13 @@ export class Board {
   readonly shapes: Y.Map<Y.Map<unknown>>
   readonly pages: Y.Map<Y.Map<unknown>>
   private views = new Map<string, ShapeView>()
+  /**
+   * Shapes of pages other than the one in view: only their page is known. Decoding a
+   * stroke (its points, its bounds) is most of what a loading board costs the page, so
+   * the page the student is on is decoded as it arrives and the others when shown.
+   */
+  private lazy = new Map<string, string>()
+  private focused = FIRST_PAGE
   private byPage = new Map<string, Set<string>>()
   private sorted = new Map<string, ShapeView[]>()
   private maxZ: string | null = null
@@ -138,11 +145,31 @@ export class Board {
   // -- shapes --------------------------------------------------------------------------
 
   view(id: string): ShapeView | undefined {
+    if (this.lazy.has(id)) this.decode(id)
     return this.views.get(id)
+  }
+
+  /** The page a shape is on, without decoding it. */
+  pageOf(id: string): string | undefined {
+    return this.views.get(id)?.pg ?? this.lazy.get(id)
+  }
+
+  /** The page in view: its shapes are decoded as they arrive, the others' when asked for. */
+  focus(pg: string): void {
+    this.focused = pg
+    this.pageShapes(pg)
+  }
+
+  private decode(id: string): void {
+    this.lazy.delete(id)
+    this.refresh(id, true)
   }
 
   /** Shapes of a page in paint order (z, then id), cached until the page changes. */
   pageShapes(pg: string): ShapeView[] {
+    if (this.lazy.size) {
+      for (const id of this.byPage.get(pg) ?? []) if (this.lazy.has(id)) this.decode(id)
+    }
     let list = this.sorted.get(pg)
     if (!list) {
       list = []
@@ -157,7 +184,7 @@ export class Board {
   }
 
   count(): number {
-    return this.views.size
+    return this.views.size + this.lazy.size
   }
 
   nextZ(): string {
@@ -166,13 +193,16 @@ export class Board {
     return z
   }
 
-  /** Creates a shape from plain fields; `pts` (ink) becomes an append-only Y.Array. */
+  /**
+   * Creates a shape from plain fields; `pts` (ink) becomes an append-only Y.Array of
+   * packed chunks. Fields equal to what readers assume when absent are not written.
+   */
   create(fields: Record<string, unknown>, pts?: number[], id = this.newId()): string {
     const m = new Y.Map<unknown>()
-    for (const [k, v] of Object.entries(fields)) if (v !== undefined) m.set(k, v)
+    for (const [k, v] of Object.entries(fields)) if (v !== undefined && DEFAULTS[k] !== v) m.set(k, v)
     if (pts) {
-      const arr = new Y.Array<number>()
-      arr.push(pts)
+      const arr = new Y.Array<unknown>()
+      if (pts.length) arr.push([packInts(pts)])
       m.set('pts', arr)
     }
     this.shapes.set(id, m)
@@ -182,8 +212,8 @@ export class Board {
   appendInk(id: string, ints: number[], done: boolean): void {
     const m = this.shapes.get(id)
     if (!m) return
-    const arr = m.get('pts') as Y.Array<number> | undefined
-    if (ints.length && arr) arr.push(ints)
+    const arr = m.get('pts') as Y.Array<unknown> | undefined
+    if (ints.length && arr) arr.push([packInts(ints)])
     if (done) m.set('done', true)
   }
 
@@ -204,6 +234,12 @@ export class Board {
   }
 
   private forget(id: string): void {
+    const lazyPage = this.lazy.get(id)
+    if (lazyPage !== undefined) {
+      this.lazy.delete(id)
+      this.byPage.get(lazyPage)?.delete(id)
+      this.sorted.delete(lazyPage)
+    }
     const v = this.views.get(id)
     this.unfinished.delete(id)
     if (!v) return
@@ -212,13 +248,30 @@ export class Board {
     this.sorted.delete(v.pg)
   }
 
-  private refresh(id: string): void {
+  private refresh(id: string, now = false): void {
     const m = this.shapes.get(id)
     if (!(m instanceof Y.Map)) {
       this.forget(id)
       return
     }
     const prev = this.views.get(id)
+    if (!now && (!prev || this.lazy.has(id)) && TYPES.has(str(m.get('t')))) {
+      const pg = str(m.get('pg'), FIRST_PAGE)
+      if (pg !== this.focused) {
+        // Another page's shape: remember where it is, decode it when that page shows.
+        const was = this.lazy.get(id)
+        if (was !== undefined && was !== pg) this.forget(id)
+        this.lazy.set(id, pg)
+        let set = this.byPage.get(pg)
+        if (!set) this.byPage.set(pg, (set = new Set()))
+        set.add(id)
+        this.sorted.delete(pg)
+        const z = str(m.get('z'), 'a0')
+        if (this.maxZ === null || z > this.maxZ) this.maxZ = z
+        return
+      }
+      this.lazy.delete(id)
+    }
     const v = toView(id, m, prev ? prev.rev + 1 : 0)
     if (!v) {
       this.forget(id)
@@ -263,6 +316,11 @@ function paintOrder(a: ShapeView, b: ShapeView): number {
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0
 }
 
+/** What a shape's field means when it is absent (so `create` leaves it out). */
+const DEFAULT_COLOUR = '#1f2933'
+const DEFAULT_WIDTH = 4
+const DEFAULTS: Record<string, unknown> = { pg: FIRST_PAGE, c: DEFAULT_COLOUR, w: DEFAULT_WIDTH }
+
 const num = (v: unknown, d = 0): number => (typeof v === 'number' && Number.isFinite(v) ? v : d)
 const str = (v: unknown, d = ''): string => (typeof v === 'string' ? v : d)
 const TYPES = new Set(['p', 'h', 'r', 'e', 'l', 'a', 'x'])
@@ -270,14 +328,14 @@ const TYPES = new Set(['p', 'h', 'r', 'e', 'l', 'a', 'x'])
 function toView(id: string, m: Y.Map<unknown>, rev: number): ShapeView | null {
   const t = str(m.get('t')) as ShapeType
   if (!TYPES.has(t)) return null
-  const w = Math.max(1, num(m.get('w'), 4))
+  const w = Math.max(1, num(m.get('w'), DEFAULT_WIDTH))
   const v: ShapeView = {
     id,
     t,
     pg: str(m.get('pg'), FIRST_PAGE),
     z: str(m.get('z'), 'a0'),
     a: str(m.get('a')),
-    c: str(m.get('c'), '#1f2933'),
+    c: str(m.get('c'), DEFAULT_COLOUR),
     w,
     x: num(m.get('x')),
     y: num(m.get('y')),
@@ -287,7 +345,7 @@ function toView(id: string, m: Y.Map<unknown>, rev: number): ShapeView | null {
   }
   if (t === 'p' || t === 'h') {
     const arr = m.get('pts')
-    const data = arr instanceof Y.Array ? (arr.toArray() as number[]) : []
+    const data = arr instanceof Y.Array ? inkInts(arr.toArray()) : []
     v.pressure = m.get('pr') === 1
     v.points = decodeInk(v.x, v.y, data, v.pressure ? 3 : 2)
     v.box = boundsOf(v.points, w)

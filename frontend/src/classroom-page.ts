@@ -4,11 +4,17 @@
 
 import { ApiError, type PageToken, api } from './api'
 import { App } from './app'
-import { watchBilling } from './billing-banner'
 import { reasonForClose } from './refusals'
-import { renderRefusal } from './screens/refusal'
 import { type Session, isTeacher, rememberLast, rememberToken, sessionFromToken, storedToken } from './session'
 import { TokenKeeper, tokenExpiry } from './tokens'
+import { yieldToPage } from './store'
+
+// Only the board is on the critical path: the refusal screen (Preact) and the tutor's
+// billing banner load when they are needed.
+async function renderRefusal(mount: HTMLElement, reason: string, detail?: string): Promise<void> {
+  const { renderRefusal } = await import('./screens/refusal')
+  renderRefusal(mount, reason, detail)
+}
 
 /** A remembered token is used as is when it has at least this long left. */
 const FRESH_ENOUGH_S = 120
@@ -34,7 +40,7 @@ export async function openClassroom(mount: HTMLElement, classroom: string): Prom
         // Offline (or the server is down): the board still opens from this device's copy.
         if (e.reason === 'offline' || e.reason === 'server') token = stored
         if (!token) {
-          renderRefusal(mount, e.reason, e.message)
+          await renderRefusal(mount, e.reason, e.message)
           return
         }
         renewable = e.reason === 'offline' || e.reason === 'server'
@@ -43,11 +49,13 @@ export async function openClassroom(mount: HTMLElement, classroom: string): Prom
   }
   const session = sessionFromToken(classroom, token)
   if ('error' in session) {
-    renderRefusal(mount, session.reason, session.error)
+    await renderRefusal(mount, session.reason, session.error)
     return
   }
   rememberToken(classroom, session.token)
   rememberLast(classroom, session.role)
+  // The scripts' evaluation ends here; the board is built in a task of its own.
+  await yieldToPage()
   start(mount, session, renewable)
 }
 
@@ -64,7 +72,7 @@ function start(mount: HTMLElement, session: Session, renewable: boolean): void {
     stopBilling()
     app?.destroy()
     window.inkroom = undefined
-    renderRefusal(mount, reason, detail)
+    void renderRefusal(mount, reason, detail)
   }
   const keeper = new TokenKeeper(
     session.classroom,
@@ -90,7 +98,11 @@ function start(mount: HTMLElement, session: Session, renewable: boolean): void {
     },
   })
   // The tutor hears from billing here (grace, lapsed): students are not told on the board.
-  if (isTeacher(session.role)) stopBilling = watchBilling(app.chrome.banner, session.classroom)
+  if (isTeacher(session.role)) {
+    void import('./billing-banner').then(({ watchBilling }) => {
+      if (!ended && app) stopBilling = watchBilling(app.chrome.banner, session.classroom)
+    })
+  }
   // Tests and the benchmark read the documents through this handle.
   window.inkroom = app
   keeper.start()

@@ -1,4 +1,4 @@
-// One document's connection: IndexedDB first, then the stock y-websocket provider,
+// One document's connection: IndexedDB first (store.ts), then the stock y-websocket provider,
 // plus what the stock client lacks for phones on 3G:
 //
 // * dead-link detection in seconds. The stock watchdog waits 30 s of silence. Here, after
@@ -18,7 +18,7 @@
 
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
-import { IndexeddbPersistence } from 'y-indexeddb'
+import { LocalStore } from './store'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import * as decoding from 'lib0/decoding'
 import * as authProtocol from 'y-protocols/auth'
@@ -60,7 +60,7 @@ export class Link {
   readonly name: string
   readonly provider: WebsocketProvider
   readonly awareness: awarenessProtocol.Awareness
-  readonly local: IndexeddbPersistence | null
+  readonly local: LocalStore | null
   readonly whenLocal: Promise<void>
   private seq = 0
   /** key -> seq of the last local transaction that touched it */
@@ -85,13 +85,13 @@ export class Link {
     this.name = opts.name
     this.storageKey = `inkroom.pending.${opts.storeName ?? opts.name}`
     this.restorePending()
-    this.local = opts.storeName ? new IndexeddbPersistence(opts.storeName, this.doc) : null
+    this.local = opts.storeName ? new LocalStore(opts.storeName, this.doc) : null
     // Connect only once this device's copy is loaded: the state vector we send then asks
     // for the diff, not the whole document again (a 5,000-stroke board takes seconds to
     // load from IndexedDB on an old phone). The deadline is for a broken IndexedDB.
     this.whenLocal = this.local
       ? Promise.race([
-          this.local.whenSynced.then(() => undefined),
+          this.local.whenLoaded,
           new Promise<void>((r) => setTimeout(r, LOCAL_DEADLINE)),
         ])
       : Promise.resolve()
@@ -174,7 +174,7 @@ export class Link {
     document.removeEventListener('visibilitychange', this.onVisible)
     this.provider.destroy()
     this.awareness.destroy()
-    void this.local?.destroy()
+    this.local?.destroy()
   }
 
   private set(patch: Partial<LinkState>): void {

@@ -44,6 +44,11 @@ const DIRECT_PAINT_MAX = 600
 const SLICE_MS = 8
 /** New strokes on top beyond this many are painted in slices too. */
 const APPEND_AT_ONCE_MAX = 24
+/**
+ * Outlines not yet built (perfect-freehand, then Path2D) cost about a millisecond each at
+ * 4x CPU; a repaint needing more than this many is sliced even on a small page.
+ */
+const UNCACHED_AT_ONCE_MAX = 48
 
 interface PaintJob {
   view: View
@@ -172,15 +177,23 @@ export class Renderer {
     if (!this.frame) this.frame = requestAnimationFrame((t) => this.paint(t))
   }
 
+  private sized = false
+
   private resize(): void {
     const rect = this.root.getBoundingClientRect()
     this.width = Math.max(1, Math.round(rect.width))
     this.height = Math.max(1, Math.round(rect.height))
     // Past 2 the pixels cost more than they show on a phone.
     this.dpr = Math.min(2, window.devicePixelRatio || 1)
+    const w = Math.round(this.width * this.dpr)
+    const h = Math.round(this.height * this.dpr)
+    // The observer's first call repeats the constructor's: a canvas given its own size
+    // again is cleared and reallocated (tens of milliseconds at 4x CPU), so skip it.
+    if (this.sized && this.staticCanvas.width === w && this.staticCanvas.height === h) return
+    this.sized = true
     for (const c of [this.staticCanvas, this.liveCanvas]) {
-      c.width = Math.round(this.width * this.dpr)
-      c.height = Math.round(this.height * this.dpr)
+      c.width = w
+      c.height = h
       c.style.width = `${this.width}px`
       c.style.height = `${this.height}px`
     }
@@ -199,8 +212,10 @@ export class Renderer {
     const job = this.job
     const ids = job ? job.ids : this.renderedIds
     const topZ = job ? job.topZ : this.renderedTopZ
+    const visible = this.visibleBox()
     for (const id of changed) {
-      const v = this.board.view(id)
+      // Shapes of other pages are not decoded for this (board.ts: visible page first).
+      const v = this.board.pageOf(id) === this.page ? this.board.view(id) : undefined
       if (!v || v.pg !== this.page) {
         if (ids.has(id) || this.renderedIds.has(id)) incremental = null
         continue
@@ -208,7 +223,11 @@ export class Renderer {
       this.liveDirty = true
       if (!v.done) continue
       if (ids.has(id) || this.renderedIds.has(id) || v.z < topZ || this.hidden.has(id)) incremental = null
-      else incremental?.push(v)
+      else if (!boxesOverlap(v.box, visible)) {
+        // Off screen: nothing to paint (a settled pan or zoom repaints from the board).
+        if (job) job.ids.add(id)
+        else this.renderedIds.add(id)
+      } else incremental?.push(v)
     }
     if (incremental === null) this.staticDirty = true
     else if (incremental.length && !this.staticDirty) {
@@ -282,7 +301,12 @@ export class Renderer {
     const box = this.visibleBox()
     const all = this.board.pageShapes(this.page)
     const list = all.filter((s) => s.done && !this.hidden.has(s.id) && boxesOverlap(s.box, box))
-    const direct = list.length <= DIRECT_PAINT_MAX || this.renderedPage !== this.page
+    let uncached = 0
+    for (const s of list) if (this.paths.get(s.id)?.rev !== s.rev && ++uncached > UNCACHED_AT_ONCE_MAX) break
+    const atOnce = list.length <= DIRECT_PAINT_MAX && uncached <= UNCACHED_AT_ONCE_MAX
+    // Sliced repaints of a page already on screen go to a back buffer (the old bitmap
+    // stands in); a page shown for the first time fills in on screen.
+    const direct = atOnce || this.renderedPage !== this.page
     let target: HTMLCanvasElement = this.staticCanvas
     if (!direct) {
       if (!this.back) this.back = document.createElement('canvas')
@@ -316,7 +340,7 @@ export class Renderer {
       this.renderedPage = this.page
       this.staticCanvas.style.transform = ''
       // A page shown for the first time fills in on screen, slice by slice, when large.
-      if (list.length <= DIRECT_PAINT_MAX) this.continueStatic(Infinity)
+      if (atOnce) this.continueStatic(Infinity)
     }
   }
 
@@ -329,10 +353,11 @@ export class Renderer {
       const s = list[job.next++]
       this.drawShape(ctx, s)
       job.ids.add(s.id)
-      if ((job.next & 15) === 0) {
-        // Canvas records draw calls and rasterises them later; reading one pixel makes
-        // the raster happen now, inside this slice, so the time check sees its cost.
-        if (frameStart === Infinity) continue
+      if (frameStart === Infinity) continue
+      // Canvas records draw calls and rasterises them later; reading one pixel makes
+      // the raster happen now, inside this slice, so the time check sees its cost. A
+      // stroke's outline costs about a millisecond at 4x CPU: check after every few.
+      if ((job.next & 3) === 0 || performance.now() > budget) {
         ctx.getImageData(0, 0, 1, 1)
         if (performance.now() > budget) return
       }

@@ -49,3 +49,18 @@ describe('ink encoding', () => {
     expect(segmentDistance2(-3, 4, 0, 0, 10, 0)).toBe(25)
   })
 })
+
+describe('packed ink', () => {
+  it('round-trips ints through zigzag varints, and reads old and new forms together', async () => {
+    const { packInts, inkInts } = await import('../src/ink')
+    const ints = [0, 0, 1, -1, 63, -64, 64, -65, 8191, -8192, 100000, -100000, 2 ** 30, -(2 ** 30)]
+    const packed = packInts(ints)
+    expect(packed.length).toBeLessThan(ints.length * 3)
+    expect(packInts([3, -4, 5]).length).toBe(3)
+    expect(inkInts([packed])).toEqual(ints)
+    // A stroke started by an old client (numbers) and continued by a new one (chunks).
+    expect(inkInts([1, 2, 3, packInts([4, -5]), 6])).toEqual([1, 2, 3, 4, -5, 6])
+    // A truncated chunk from a corrupt peer yields what it holds, and no exception.
+    expect(() => inkInts([new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])])).not.toThrow()
+  })
+})

@@ -157,3 +157,13 @@ def test_a_forward_change_planned_on_a_copy_restores_the_live_document(
         doc.apply_update(change)
     assert visible(doc) == visible(past)
     assert forward_change(doc.get_update(), past) == b""  # nothing left to change
+
+
+def test_binary_values_are_json_ready() -> None:
+    """A board's packed ink points (Uint8Array chunks in the web client) are bytes to
+    pycrdt; the inspector's JSON shows them as byte values."""
+    doc: Doc[Any] = Doc()
+    doc.get("shapes", type=Map)["s"] = Map({"pts": Array([b"\x02\x04", b"\x01"])})
+    data = to_data(from_update(doc.get_update()))
+    assert data == {"shapes": {"s": {"pts": [[2, 4], [1]]}}}
+    json.dumps(data)

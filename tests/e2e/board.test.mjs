@@ -87,7 +87,7 @@ test('a desktop and a 360 px touch phone draw, both see both strokes, and a stoc
   await tutor.waitForFunction(() => window.inkroom.board.shapes.size === 2 && document.querySelector('[data-testid="status"]').dataset.pending === '0')
   const node = await readDocument(server.ws, `${cls}/board`, t.tutor)
   const fromNode = Object.fromEntries(
-    Object.entries(node.shapes).map(([id, s]) => [id, { t: s.t, a: s.a, pg: s.pg, done: s.done === true, pts: s.pts }]),
+    Object.entries(node.shapes).map(([id, s]) => [id, { t: s.t, a: s.a, pg: s.pg ?? 'p0', done: s.done === true, pts: s.pts }]),
   )
   assert.deepEqual(fromNode, a, 'the stock client reads exactly what the browsers drew')
 })

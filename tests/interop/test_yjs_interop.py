@@ -141,7 +141,7 @@ async def test_late_joiner_gets_full_state(
 async def test_late_joiner_gets_a_large_document_in_slices_and_syncs_once_it_has_all(
     inkroom: InkroomServer, node: OpenDriver, board: str
 ) -> None:
-    """A first sync past 16 KiB leaves in several updates, SyncStep2 last: the stock
+    """A first sync past 8 KiB leaves in several updates, SyncStep2 last: the stock
     client applies them all and counts itself synced only with the whole document."""
     driver = await node()
     writer = await joined(driver, "writer", inkroom, board)

@@ -143,3 +143,30 @@ async def test_a_role_override_is_a_tutors_document_write_that_lasts_until_remov
             await barrier(tutor_class, tutor_class, "meta", "removed")
             await bo.edit(draw("student-again"))
             await tutor_board.until(lambda: strokes(tutor_board.doc) == ["student-again"])
+
+
+async def test_student_strokes_with_packed_points_reach_the_board(server: str) -> None:
+    """The web client appends a stroke's points as packed chunks (binary Yjs content);
+    the board's policy judges structure and roots, so a student's packed stroke and its
+    later batches are accepted and reach the tutor byte for byte."""
+    first, more = bytes([0, 0, 6, 7, 8, 3]), bytes([4, 1])
+
+    def packed(doc: Doc[Any]) -> None:
+        doc.get("shapes", type=Map)["s1"] = Map({"t": "p", "x": 10, "y": 20, "pts": Array([first])})
+
+    def batch(doc: Doc[Any]) -> None:
+        shape = doc.get("shapes", type=Map)["s1"]
+        shape["pts"].append(more)
+        shape["done"] = True
+
+    def points(doc: Doc[Any]) -> list[bytes]:
+        shape = doc.get("shapes", type=Map).get("s1")
+        return [bytes(b) for b in shape["pts"]] if shape is not None and shape.get("done") else []
+
+    async with (
+        WsPeer(url(server, "c1/board", Role.TUTOR, "tutor")) as tutor_board,
+        WsPeer(url(server, "c1/board", Role.STUDENT, "bo")) as student_board,
+    ):
+        await student_board.edit(packed)
+        await student_board.edit(batch)
+        await tutor_board.until(lambda: points(tutor_board.doc) == [first, more])

@@ -4,7 +4,8 @@
 
 import { h } from '../ui'
 import type { Session } from '../session'
-import { CallSession, type Kind, type Participant } from './session'
+// The call's code (signaling, WebRTC) loads when a call is joined, not with the board.
+import type { CallSession, Kind, Participant } from './session'
 import { weakNote } from './quality'
 
 // Signal bars, filled up to the level (inline SVG, stroked with currentColor).
@@ -51,6 +52,13 @@ export class CallPanel {
 
   async join(): Promise<void> {
     this.error = ''
+    let CallSession: typeof import('./session').CallSession
+    try {
+      ;({ CallSession } = await import('./session'))
+    } catch (e) {
+      this.fail(e instanceof Error ? e.message : String(e))
+      return
+    }
     const session = new CallSession(this.url, () => this.render(), (m) => this.fail(m))
     this.session = session
     this.render()

@@ -1,6 +1,7 @@
 // Debian's Chromium through playwright-core (no browser download), and input helpers.
 
 import { chromium } from 'playwright-core'
+import { inkInts } from './yclient.mjs'
 
 export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
 export const CHROMIUM_ARGS = [
@@ -109,14 +110,20 @@ export async function pinch(page, cx, cy, spread = 120, steps = 8) {
   await cdp.detach()
 }
 
-/** Plain JSON of the board's shapes: {id: {t, a, pg, done, n (points)}}. */
+/** Plain JSON of the board's shapes: {id: {t, a, pg, done, pts (ints)}}. */
 export async function shapesOf(page) {
-  return page.evaluate(() => {
+  const raw = await page.evaluate(() => {
     const out = {}
     for (const [id, m] of window.inkroom.board.shapes.entries()) {
       const pts = m.get('pts')
-      out[id] = { t: m.get('t'), a: m.get('a'), pg: m.get('pg'), done: m.get('done') === true, pts: pts ? pts.toArray() : null }
+      // Packed chunks (Uint8Array) cross as plain arrays of bytes, numbers as numbers.
+      const items = pts ? pts.toArray().map((x) => (x instanceof Uint8Array ? { b: [...x] } : x)) : null
+      out[id] = { t: m.get('t'), a: m.get('a'), pg: m.get('pg') ?? 'p0', done: m.get('done') === true, pts: items }
     }
     return out
   })
+  for (const s of Object.values(raw)) {
+    if (s.pts) s.pts = inkInts(s.pts.map((x) => (typeof x === 'number' ? x : Uint8Array.from(x.b))))
+  }
+  return raw
 }

@@ -59,15 +59,16 @@ export async function waitFor(fn, { timeout = 10_000, interval = 50, message = '
   }
 }
 
-export async function startServer({ log = false, env: extraEnv = {} } = {}) {
-  await ensureBuilt()
+/** `staticDir`: another build of the web client (a benchmark's "before"). */
+export async function startServer({ log = false, env: extraEnv = {}, staticDir = null } = {}) {
+  if (!staticDir) await ensureBuilt()
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'inkroom-e2e-'))
   const port = await freePort()
   const secret = `e2e-secret-${Math.random().toString(36).slice(2)}-${Date.now()}`
   const env = { ...process.env, INKROOM_SECRET: secret, INKROOM_LOG_LEVEL: log ? 'INFO' : 'WARNING', ...extraEnv }
   const child = spawn(
     INKROOM,
-    ['serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir, '--static-dir', path.join(FRONTEND, 'dist')],
+    ['serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir, '--static-dir', staticDir ?? path.join(FRONTEND, 'dist')],
     { env, stdio: ['ignore', log ? 'inherit' : 'ignore', 'pipe'] },
   )
   let stderr = ''
