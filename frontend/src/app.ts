@@ -280,7 +280,10 @@ export class App {
     const b = this.boardLink.state
     const c = this.classLink.state
     const pending = b.pending + c.pending
+    const unsaved = b.unsaved + c.unsaved
     const el = this.chrome.status
+    // "sending" (not yet received), "sent" (received, not yet stored), "saved".
+    let save = pending ? 'sending' : unsaved ? 'sent' : b.saved || c.saved ? 'saved' : ''
     let state: string
     let text: string
     const refused = b.refused ?? c.refused
@@ -289,8 +292,15 @@ export class App {
       text = `Access refused: ${refused}`
     } else if (b.status === 'online' && c.status === 'online') {
       state = pending ? 'syncing' : 'online'
-      text = pending ? `${pending} change${pending === 1 ? '' : 's'} waiting` : 'Online'
+      text = pending
+        ? `Sending ${pending} change${pending === 1 ? '' : 's'}`
+        : unsaved
+          ? 'Sent · saving'
+          : save === 'saved'
+            ? 'Saved'
+            : 'Online'
       if (b.denied) {
+        save = ''
         state = 'denied'
         text = pending ? `${pending} change${pending === 1 ? '' : 's'} not accepted` : 'Read-only'
       }
@@ -300,9 +310,16 @@ export class App {
       text = pending ? `${base} · ${pending} change${pending === 1 ? '' : 's'} waiting` : base
     }
     el.textContent = text
-    el.title = pending ? `${pending} change${pending === 1 ? '' : 's'} not yet confirmed by the server` : text
+    el.title = pending
+      ? `${pending} change${pending === 1 ? '' : 's'} not yet confirmed by the server`
+      : unsaved
+        ? 'The server has your changes and is storing them'
+        : save === 'saved'
+          ? 'Your changes are stored on the server'
+          : text
     el.dataset.state = state
     el.dataset.pending = String(pending)
+    el.dataset.save = save
   }
 
   // -- others' cursors, lasers and previews ----------------------------------------------

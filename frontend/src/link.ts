@@ -12,6 +12,10 @@
 //   processed it. The same awareness echo is the acknowledgement: the server handles a
 //   connection's frames in order, so the echo of a probe sent after our updates (on the
 //   same, synced socket) proves the updates before it were received.
+// * "saved". A change the server has received is not yet stored (it saves on a short
+//   debounce). After each acknowledged burst the link asks the server, with Inkroom's
+//   opt-in message (type 100, docs/collab.md), to say when everything it received on this
+//   socket is committed to the database; `unsaved` counts what is received, not stored.
 // * permanent refusals (close codes 44xx: bad or expired token, forbidden document) stop
 //   the retry loop; the provider emits 'closed'. A messageAuth permission-denied (a
 //   locked board, a read-only role) is surfaced instead of only logged.
@@ -21,6 +25,7 @@ import { WebsocketProvider } from 'y-websocket'
 import { LocalStore } from './store'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import * as decoding from 'lib0/decoding'
+import * as encoding from 'lib0/encoding'
 import * as authProtocol from 'y-protocols/auth'
 
 export const HEARTBEAT_IDLE = 2500
@@ -36,12 +41,21 @@ const LOCAL_DEADLINE = 15000
  */
 export const MAX_BACKOFF = 6000
 const ACK_DELAY = 400
+/** Inkroom's extension message: ask (0) and hear (1) when changes are stored. */
+const MESSAGE_SAVED = 100
+const SAVED_REQUEST = 0
+const SAVED_ACK = 1
 
 export type LinkStatus = 'local' | 'connecting' | 'online' | 'offline' | 'refused'
 
 export interface LinkState {
   status: LinkStatus
+  /** local changes the server has not confirmed receiving ("sending") */
   pending: number
+  /** changes the server received but has not yet confirmed storing ("sent") */
+  unsaved: number
+  /** the server has confirmed storing this session's changes at least once */
+  saved: boolean
   rttMs: number | null
   denied: string | null
   refused: string | null
@@ -70,7 +84,17 @@ export class Link {
   private tick = 0
   private listeners = new Set<(s: LinkState) => void>()
   private storageKey: string
-  state: LinkState = { status: 'local', pending: 0, rttMs: null, denied: null, refused: null }
+  /** seqs of transactions the server received, not yet confirmed stored */
+  private received: number[] = []
+  state: LinkState = {
+    status: 'local',
+    pending: 0,
+    unsaved: 0,
+    saved: false,
+    rttMs: null,
+    denied: null,
+    refused: null,
+  }
 
   constructor(opts: {
     serverUrl: string
@@ -252,14 +276,35 @@ export class Link {
     this.probe = null
     const rtt = Math.round(performance.now() - p.sentAt)
     if (p.acks && !this.state.denied) {
-      for (const [key, seq] of this.pending) if (seq <= p.seq) this.pending.delete(key)
+      for (const [key, seq] of this.pending) {
+        if (seq <= p.seq) {
+          this.pending.delete(key)
+          this.received.push(seq)
+        }
+      }
       this.savePending()
+      // Everything before the probe was received; ask to hear when it is stored.
+      if (this.received.length) this.requestSaved(p.ws, p.seq)
     }
-    this.set({ rttMs: rtt, pending: this.pending.size })
+    this.set({ rttMs: rtt, pending: this.pending.size, unsaved: this.received.length })
     if (this.probeAgain || (this.pending.size && this.provider.synced)) {
       this.probeAgain = false
       if (this.pending.size) this.ackTimer = window.setTimeout(() => this.sendProbe(true), ACK_DELAY)
     }
+  }
+
+  private requestSaved(ws: WebSocket, marker: number): void {
+    if (ws.readyState !== WebSocket.OPEN) return
+    const enc = encoding.createEncoder()
+    encoding.writeVarUint(enc, MESSAGE_SAVED)
+    encoding.writeVarUint(enc, SAVED_REQUEST)
+    encoding.writeVarUint(enc, marker)
+    ws.send(encoding.toUint8Array(enc))
+  }
+
+  private onSaved(marker: number): void {
+    this.received = this.received.filter((seq) => seq > marker)
+    this.set({ unsaved: this.received.length, saved: true })
   }
 
   private connectingSince = 0
@@ -328,6 +373,9 @@ export class Link {
       }
       awarenessProtocol.applyAwarenessUpdate(prov.awareness, update, prov)
       if (echo >= 0) this.onEcho(echo)
+    }
+    provider.messageHandlers[MESSAGE_SAVED] = (_enc, decoder) => {
+      if (decoding.readVarUint(decoder) === SAVED_ACK) this.onSaved(decoding.readVarUint(decoder))
     }
     provider.messageHandlers[2] = (_enc, decoder, prov) => {
       authProtocol.readAuthMessage(decoder, prov.doc, (_doc, reason) => {

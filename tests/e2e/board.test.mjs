@@ -142,6 +142,30 @@ test('a student cut off by a dead link draws, comes back, and nothing is lost or
   }
 })
 
+test('the status says sending or sent, then saved, once the server has stored a stroke', async () => {
+  const cls = 'e2e-saved'
+  const t = await tokens(cls)
+  const student = await openClassroom(await context(PHONE), server.base, cls, t.student)
+  await student.evaluate(() => {
+    const el = document.querySelector('[data-testid="status"]')
+    window.__saves = []
+    new MutationObserver(() => {
+      const s = el.dataset.save
+      if (window.__saves[window.__saves.length - 1] !== s) window.__saves.push(s)
+    }).observe(el, { attributes: true, attributeFilter: ['data-save'] })
+  })
+  await touchStroke(student, wave(120, 200))
+  await student.waitForFunction(() => document.querySelector('[data-testid="status"]').dataset.save === 'saved', null, {
+    timeout: 15_000,
+  })
+  const saves = await student.evaluate(() => window.__saves)
+  assert.ok(saves.includes('sending') || saves.includes('sent'), `went through sending/sent: ${saves.join(' > ')}`)
+  assert.equal(saves[saves.length - 1], 'saved')
+  assert.equal(await student.locator('[data-testid="status"]').textContent(), 'Saved')
+  const node = await readDocument(server.ws, `${cls}/board`, t.tutor)
+  assert.equal(Object.keys(node.shapes).length, 1, 'the server holds the stroke')
+})
+
 test('a locked board rejects a student stroke', async () => {
   const cls = 'e2e-lock'
   const t = await tokens(cls)
