@@ -134,13 +134,16 @@ def check_database(settings: Settings) -> None:
 
 # Every connection is a file descriptor. Distributions start services with a soft limit
 # of 1,024 (systemd: 1,024 soft / 524,288 hard); a node that holds 10,000 classroom
-# connections needs the hard limit, which an unprivileged process may raise itself to.
+# connections needs more, and an unprivileged process may raise its soft limit up to the
+# hard one itself.
 WANTED_FILES = 65_536
+NEEDED_FILES = 10_240  # 10,000 connections plus the database, logs and listeners
 
 
 def raise_file_limit(wanted: int = WANTED_FILES) -> tuple[int, int]:
     """Raises the soft limit on open files toward ``wanted`` (at most the hard limit);
-    returns (soft, hard) after. Says so on stderr when the hard limit is lower."""
+    returns (soft, hard) after. Warns when even that is below what 10,000 connections
+    need."""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -151,7 +154,7 @@ def raise_file_limit(wanted: int = WANTED_FILES) -> tuple[int, int]:
             soft = target
         except (ValueError, OSError) as exc:
             log.warning("could not raise the open-files limit: %s", exc)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
+    if soft != resource.RLIM_INFINITY and soft < NEEDED_FILES:
         log.warning(
             "open files limited to %d: at most about %d connections; raise the hard limit "
             "(systemd LimitNOFILE=%d, docker --ulimit nofile=%d)",
