@@ -392,6 +392,10 @@ class Call:
             log.exception("subscribe negotiation failed", extra={"participant": sub.id})
         finally:
             sub.negotiating = False
+        # Slots bound while the offer was out (reconcile sends no Tracks then) would leave
+        # the client with media it cannot attribute: send the mapping as it is now.
+        if not sub.closed and sub.sub is not None:
+            sub.send(Tracks(self._tracks_of(sub)))
 
     async def close(self) -> None:
         for participant in tuple(self.participants.values()):
