@@ -147,7 +147,7 @@ class Client:
         if sync_reply and len(message) > self.slice_bytes:
             sliced = decode(message)
             assert isinstance(sliced, SyncStep2)
-            return self.send_reply(SyncReply(None, lambda: sliced.update))
+            return self.send_sync(sliced.update)
         self._queue.append(message)
         self._queued_bytes += len(message)
         self.bytes_out += len(message)
@@ -155,6 +155,13 @@ class Client:
             self._sync_reply = message
         self._wake.set()
         return True
+
+    def send_sync(self, update: bytes) -> bool:
+        """Sends SyncStep2 with ``update``: as one frame when small, else in slices (the
+        room's answer to a SyncStep1, encoded once, never framed whole to be cut again)."""
+        if len(update) <= self.slice_bytes:
+            return self.send(bytes(SyncStep2(update)), sync_reply=True)
+        return self.send_reply(SyncReply(None, lambda: update))
 
     def send_reply(self, reply: SyncReply) -> bool:
         """Queues a large SyncStep2 answer, which :meth:`pump` sends in slices.

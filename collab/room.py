@@ -229,7 +229,7 @@ class Room:
             update = self.doc.get_update(state_vector)
         except ValueError as exc:
             raise InvalidUpdate("corrupt state vector") from exc
-        client.send(bytes(SyncStep2(update)), sync_reply=True)
+        client.send_sync(update)
 
     # -- saved acknowledgements --------------------------------------------------------
 
