@@ -12,10 +12,11 @@ Document layout: root ``Y.Map state`` (``boardLocked``, ``followMe``, and
 
 A role override lowers what a user's token grants in this classroom, for as long as it
 stays in ``state`` (``role:USER`` = ``"student"`` or ``"observer"``; deleting the key
-restores the token's role). Only staff write ``state``, so nobody lifts their own. Every
-write, and every presence stamp, reads it from the live document: a downgrade takes
-effect on the user's next write on every node holding the classroom, survives a
-reconnect with the same token, and needs no copy kept anywhere else.
+restores the token's role). Only staff write ``state``, so nobody lifts their own. Writes
+and presence stamps read it from :class:`ClassroomHooks`' per-document dict, which an
+observer of the live ``state`` map updates inside the transaction that changes it (never
+behind the document): a downgrade takes effect on the user's next write on every node
+holding the classroom, and survives a reconnect with the same token.
 
 A student's write is judged by what it *is* (:mod:`collab.updates`), before it is
 applied, at a cost that depends on the update and never on the document:
