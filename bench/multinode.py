@@ -47,7 +47,7 @@ from bench.harness import (
     spawn,
     wait_listening,
 )
-from bench.relay import CASES, LOAD, Case, Timing
+from bench.relay import CASES, LOAD, Case, Timing, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,20 +110,7 @@ def run(layout: str, case: Case, timing: Timing, round_no: int, redis_url: str) 
             }
             for n in names
         ]
-        config = {
-            "rooms": rooms,
-            "readers": case.readers,
-            "mode": case.mode,
-            "rate": case.rate,
-            "window": case.window,
-            "items": 8,
-            "warmup_s": timing.warmup_s,
-            "measure_s": timing.measure_s,
-            "drain_s": timing.drain_s,
-            "connect_timeout_s": timing.connect_timeout_s,
-            "server_pid": [p.pid for p in procs],
-            "clk_tck": os.sysconf("SC_CLK_TCK"),
-        }
+        config = load_config(rooms, case, timing, [p.pid for p in procs])
         before = _publishes(redis_url) if two else 0
         load = spawn(
             ["node", str(LOAD), load_argument(workdir, config)],

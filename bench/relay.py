@@ -87,16 +87,12 @@ class Timing:
     connect_timeout_s: float = 60.0
 
 
-def drive_load(
-    server: Server, case: Case, timing: Timing, round_no: int, tag: str = ""
+def load_config(
+    rooms: list[dict[str, Any]], case: Case, timing: Timing, server_pid: int | list[int]
 ) -> dict[str, Any]:
-    """Run ``load.mjs`` with ``case`` against a started server (rooms named by the round,
-    the case and ``tag``, so that runs on one server use rooms of their own)."""
-    assert server.proc is not None
-    names = [f"r{round_no}{tag}-{case.name}-{i:02d}" for i in range(case.rooms)]
-    server.issue_tokens(names, case.readers)
-    rooms = [server.room_config(name, case.readers) for name in names]
-    config = {
+    """``load.mjs``'s config for ``case``: the rooms, the writers' mode, the windows, and
+    the server process(es) whose CPU it reads."""
+    return {
         "rooms": rooms,
         "readers": case.readers,
         "mode": case.mode,
@@ -107,9 +103,21 @@ def drive_load(
         "measure_s": timing.measure_s,
         "drain_s": timing.drain_s,
         "connect_timeout_s": timing.connect_timeout_s,
-        "server_pid": server.proc.pid,
+        "server_pid": server_pid,
         "clk_tck": os.sysconf("SC_CLK_TCK"),
     }
+
+
+def drive_load(
+    server: Server, case: Case, timing: Timing, round_no: int, tag: str = ""
+) -> dict[str, Any]:
+    """Run ``load.mjs`` with ``case`` against a started server (rooms named by the round,
+    the case and ``tag``, so that runs on one server use rooms of their own)."""
+    assert server.proc is not None
+    names = [f"r{round_no}{tag}-{case.name}-{i:02d}" for i in range(case.rooms)]
+    server.issue_tokens(names, case.readers)
+    rooms = [server.room_config(name, case.readers) for name in names]
+    config = load_config(rooms, case, timing, server.proc.pid)
     load = spawn(
         ["node", str(LOAD), load_argument(server.workdir, config)],
         dict(os.environ),
