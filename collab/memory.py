@@ -232,6 +232,13 @@ class PipeConnection:
         self.peer._inbox.put_nowait(data)
         return True
 
+    def send_many_nowait(self, data: Sequence[bytes]) -> bool:
+        if self.closed_with is not None or self.peer is None or self.peer.closed_with is not None:
+            return False
+        for message in data:
+            self.peer._inbox.put_nowait(message)
+        return True
+
     async def close(self, code: int, reason: str = "") -> None:
         if self.closed_with is None:
             self.closed_with = (code, reason)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections import deque
@@ -96,6 +97,8 @@ class Room:
         self._step1: tuple[int, bytes] = (-1, b"")
         self._step2: tuple[int, bytes] = (-1, b"")
         self._full: FullState | None = None
+        # The last "what changed since the shared state" (version, base, update).
+        self._rest: tuple[int, FullState | None, bytes] = (-1, None, b"")
         # Clients waiting for a saved acknowledgement.
         self._awaiting_save: set[Client] = set()
         self.clients: dict[int, Client] = {}
@@ -297,8 +300,18 @@ class Room:
             )
             if client.slice_bytes == SYNC_SLICE_BYTES:  # tests cut finer: not shared
                 self._full = full
-        base, doc = full, self.doc
-        client.send_reply(SyncReply(base, lambda: doc.get_update(base.state_vector)))
+        client.send_reply(SyncReply(full, functools.partial(self._rest_of, full)))
+
+    def _rest_of(self, base: FullState) -> bytes:
+        """What changed since ``base`` was encoded, when a joiner's last message leaves:
+        computed once per version of the document, since a storm's joiners all ask for
+        the same (0.3 ms each on a 2 MB board)."""
+        version, cached_base, rest = self._rest
+        if version == self.version and cached_base is base:
+            return rest
+        rest = self.doc.get_update(base.state_vector)
+        self._rest = (self.version, base, rest)
+        return rest
 
     def _stamp(self, client: Client, entry: Entry) -> Entry:
         if entry.removed:
@@ -432,6 +445,7 @@ class Room:
         """Detaches observers; the registry calls this once the journal is idle."""
         self.replicator.close()
         self._full = None
+        self._rest = (-1, None, b"")
         self.doc.unobserve(self._subscription)
         for client in list(self.clients.values()):
             client.finish()

@@ -62,7 +62,10 @@ async def serve(registry: Registry, connection: Connection, name: DocumentName, 
         room.leave(client)
         registry.release(room)
         metrics.CONNECTIONS.dec()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # ``wait``, not ``gather``: cancelled again while waiting, ``gather`` raises the
+        # child's CancelledError, not ours, and a cancel scope (anyio's) no longer knows
+        # it as its own and lets it escape.
+        await asyncio.wait(tasks)
     close = _close_for(tasks, fields)
     if close is not None:
         await connection.close(*close)

@@ -26,7 +26,7 @@ from pycrdt import Map
 from collab.ports import DocumentName
 from collab.registry import Registry
 
-from .attendance import Attendance
+from .attendance import OpenVisit, VisitLog
 from .auth import Claims, Role
 from .classroom import CLASS_SUFFIX
 from .errors import EXPIRED
@@ -64,7 +64,7 @@ class Connections:
     """The open connections of this node; each node ends its own."""
 
     def __init__(
-        self, registry: Registry | None = None, attendance: Attendance | None = None
+        self, registry: Registry | None = None, attendance: VisitLog | None = None
     ) -> None:
         self._open: dict[int, _Open] = {}
         self._registry = registry
@@ -101,7 +101,8 @@ class Connections:
             self._open.pop(entry.id, None)
             entry.timer.cancel()
             if visit is not None:
-                await self._visit_closed(visit)
+                assert self._attendance is not None
+                self._attendance.closed(visit)
             if claims.role is Role.STUDENT and document.endswith(CLASS_SUFFIX):
                 self._lower_hand_if_gone(entry)
 
@@ -109,12 +110,11 @@ class Connections:
         """The open connections (for the admin inspector)."""
         return list(self._open.values())
 
-    async def _visit_opened(self, entry: _Open) -> int | None:
+    async def _visit_opened(self, entry: _Open) -> OpenVisit | None:
         if self._attendance is None:
             return None
         try:
-            return await asyncio.to_thread(
-                self._attendance.opened,
+            return await self._attendance.opened(
                 classroom=entry.classroom,
                 document=entry.document,
                 user_id=entry.user_id,
@@ -127,13 +127,10 @@ class Connections:
             log.exception("attendance not recorded", extra={"document": entry.document})
             return None
 
-    async def _visit_closed(self, visit: int) -> None:
-        assert self._attendance is not None
-        try:
-            # Shielded: a connection torn down by cancellation still records its end.
-            await asyncio.shield(asyncio.to_thread(self._attendance.closed, visit))
-        except Exception:
-            log.exception("attendance end not recorded", extra={"visit": visit})
+    async def flush_attendance(self) -> None:
+        """Waits until the connections opened and closed so far are in the table."""
+        if self._attendance is not None:
+            await self._attendance.flush()
 
     def _expire(self, entry: _Open) -> None:
         self._spawn(self._end([entry], 4401, EXPIRED))
@@ -150,6 +147,7 @@ class Connections:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.flush_attendance()
 
     async def _end(self, entries: list[_Open], code: int, reason: str) -> int:
         todo = [e for e in entries if not e.ended]

@@ -12,13 +12,13 @@ from sfu.service import Sfu
 
 from .accounts import Directory
 from .admission import Admission
-from .attendance import Attendance
+from .attendance import Attendance, VisitLog
 from .audit import AuditLog
 from .check_reports import POSTS_PER_HOUR, CheckReports
-from .connections import Connections, classroom_of
+from .connections import Connections
 from .quotas import ConnectionQuotas
 from .settings import Settings
-from .web import Attempts, run
+from .web import Attempts
 
 if TYPE_CHECKING:
     from .billing_gate import BillingGate
@@ -53,15 +53,10 @@ class AppState:
 
     def __post_init__(self) -> None:
         self.directory = Directory(self.engine, session_ttl=self.settings.session_ttl)
-        self.connections = Connections(self.registry, Attendance(self.engine))
+        self.connections = Connections(self.registry, VisitLog(Attendance(self.engine)))
         self.admission = Admission(lambda: self.billing, self.directory)
         self.audit = AuditLog(self.engine)
         self.check_reports = CheckReports(self.engine)
         s = self.settings
         self.signin_by_email = Attempts(s.signin_attempts, s.signin_window)
         self.signin_by_address = Attempts(s.signin_attempts * 6, s.signin_window)
-
-    async def directory_archived(self, document: str) -> bool:
-        """Whether the document's classroom is archived (closed to every connection)."""
-        classroom = await run(self.directory.classroom, classroom_of(document))
-        return classroom is not None and classroom.archived

@@ -50,6 +50,7 @@ from websockets.server import ServerProtocol
 from websockets.typing import ExtensionParameter
 
 EXTENSION = "inkroom.send_nowait"
+EXTENSION_MANY = "inkroom.send_many_nowait"
 # Messages from this size on are compressed (a first-sync slice is 16 KiB); smaller ones
 # are not. A live stroke batch or a cursor is 50-400 bytes.
 COMPRESS_MIN_BYTES: Final = 4096
@@ -311,6 +312,7 @@ class InkroomWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None:
             scope["extensions"][EXTENSION] = self.send_nowait
+            scope["extensions"][EXTENSION_MANY] = self.send_many_nowait
 
     def send_nowait(self, data: bytes) -> bool:
         """Writes ``data`` as one binary message now; ``False`` if it would have to wait.
@@ -320,21 +322,34 @@ class InkroomWebSocketProtocol(WebSocketsSansIOProtocol):
         message goes through websockets' own encoder, which compresses it; a small one is
         framed here, plain, as without the extension.
         """
-        if (
-            not self.handshake_complete
-            or self.close_sent
-            or self.disconnected
-            or not self.writable.is_set()
-            or self.transport.is_closing()
-        ):
+        if not self._can_write():
             return False
-        if len(data) < COMPRESS_MIN_BYTES:
-            self.transport.write(binary_frame(data))
-        elif self.conn.extensions:
-            self.transport.write(WIRE_CACHE.frame(self.conn, data))
-        else:
-            self.transport.write(WIRE_CACHE.plain(data))
+        self.transport.write(self._wire(data))
         return True
+
+    def send_many_nowait(self, messages: Sequence[bytes]) -> bool:
+        """Writes ``messages`` as binary messages, in order, in one transport write;
+        ``False`` (nothing written) if it would have to wait."""
+        if not self._can_write():
+            return False
+        self.transport.write(b"".join([self._wire(data) for data in messages]))
+        return True
+
+    def _can_write(self) -> bool:
+        return (
+            self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and self.writable.is_set()
+            and not self.transport.is_closing()
+        )
+
+    def _wire(self, data: bytes) -> bytes:
+        if len(data) < COMPRESS_MIN_BYTES:
+            return binary_frame(data)
+        if self.conn.extensions:
+            return WIRE_CACHE.frame(self.conn, data)
+        return WIRE_CACHE.plain(data)
 
     async def send(self, message: Any) -> None:
         """uvicorn's ASGI send, with large binary messages framed through :data:`WIRE_CACHE`."""

@@ -464,6 +464,7 @@ async def attendance(request: Request, ins: Inspector, who: Principal, note: Not
     classroom = str(request.path_params["classroom"])
     note.target = classroom
     since, until = _time(request, "since"), _time(request, "until")
+    await request.app.state.inkroom.connections.flush_attendance()  # rows written in groups
     return JSONResponse(await run(ins.attendance, classroom, since, until))
 
 

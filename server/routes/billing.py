@@ -227,6 +227,7 @@ async def admin_customer(request: Request) -> Response:
             "generated_at": int(time.time()),
         }
 
+    await request.app.state.inkroom.connections.flush_attendance()  # rows written in groups
     body = await anyio.to_thread.run_sync(read)
     if body is None:
         return _error("unknown customer", 404)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -12,13 +13,13 @@ from collab.ports import Disconnected, DocumentName
 from collab.protocol import PermissionDenied
 from collab.session import serve
 
-from ..admin import document_deleted
+from ..admin import join_refusal
 from ..auth import Claims, Role, authorize, require_document, verify
 from ..classroom import CLASS_SUFFIX, class_of
 from ..connections import classroom_of
-from ..errors import ClassroomArchived, Forbidden, NotFound, ServerError
+from ..errors import Forbidden, ServerError
 from ..state import AppState
-from ..ws_protocol import EXTENSION
+from ..ws_protocol import EXTENSION, EXTENSION_MANY
 
 log = logging.getLogger("inkroom.server.ws")
 
@@ -26,7 +27,7 @@ log = logging.getLogger("inkroom.server.ws")
 class StarletteConnection:
     """Adapts a Starlette WebSocket to :class:`collab.ports.Connection`."""
 
-    __slots__ = ("_receive", "_send", "_send_nowait", "_ws")
+    __slots__ = ("_receive", "_send", "_send_many_nowait", "_send_nowait", "_ws")
 
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
@@ -34,7 +35,9 @@ class StarletteConnection:
         # which the session's own lifecycle already guarantees.
         self._receive = websocket._receive
         self._send = websocket._send
-        self._send_nowait = websocket.scope.get("extensions", {}).get(EXTENSION)
+        extensions = websocket.scope.get("extensions", {})
+        self._send_nowait = extensions.get(EXTENSION)
+        self._send_many_nowait = extensions.get(EXTENSION_MANY)
 
     @property
     def device(self) -> str:
@@ -69,6 +72,12 @@ class StarletteConnection:
         sent: bool = self._send_nowait(data)
         return sent
 
+    def send_many_nowait(self, data: Sequence[bytes]) -> bool:
+        if self._send_many_nowait is None:
+            return False
+        sent: bool = self._send_many_nowait(data)
+        return sent
+
     async def close(self, code: int, reason: str = "") -> None:
         try:
             await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
@@ -90,10 +99,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         claims = verify(state.secret, websocket.query_params.get("token"))
         authorize(claims, document)
         require_document(claims, document)
-        if await state.directory_archived(document):
-            raise ClassroomArchived("archived")
-        if await document_deleted(state, document):
-            raise NotFound("this document was deleted")
+        refusal = await join_refusal(state, document)
+        if refusal is not None:
+            raise refusal
         lease = state.quotas.acquire(claims.user_id, claims.classroom)
         try:
             # The owner's subscription and the plan's class size (server/admission.py).

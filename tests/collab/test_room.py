@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -194,6 +194,9 @@ class StalledConnection:
 
     def send_nowait(self, data: bytes) -> bool:
         return False  # its buffer is full: a paused transport
+
+    def send_many_nowait(self, data: Sequence[bytes]) -> bool:
+        return False
 
     async def close(self, code: int, reason: str = "") -> None:
         self.closed_with = (code, reason)

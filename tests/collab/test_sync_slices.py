@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -42,6 +43,9 @@ class Recorder:
             self.after_send(len(self.frames))
 
     def send_nowait(self, data: bytes) -> bool:
+        return False
+
+    def send_many_nowait(self, data: Sequence[bytes]) -> bool:
         return False
 
     async def close(self, code: int, reason: str = "") -> None:
