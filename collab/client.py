@@ -300,8 +300,12 @@ class Client:
         if self._failure is not None:
             raise self._failure
         if not connection.send_many_nowait(frames):
-            for frame in frames:
-                await connection.send(frame)
+            # Back-pressure (the usual case for a phone or a slow link): wait for room,
+            # then write them in one go, not one awaited send each.
+            await connection.drained()
+            if not connection.send_many_nowait(frames):
+                for frame in frames:
+                    await connection.send(frame)
         await asyncio.sleep(0)
         queue = self._queue
         while queue and isinstance(queue[0], bytes):

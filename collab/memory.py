@@ -239,6 +239,10 @@ class PipeConnection:
             self.peer._inbox.put_nowait(message)
         return True
 
+    async def drained(self) -> None:
+        if self.closed_with is not None or self.peer is None or self.peer.closed_with is not None:
+            raise Disconnected()
+
     async def close(self, code: int, reason: str = "") -> None:
         if self.closed_with is None:
             self.closed_with = (code, reason)

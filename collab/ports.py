@@ -66,6 +66,14 @@ class Connection(Protocol):
         """
         ...
 
+    async def drained(self) -> None:
+        """Returns once the transport can take more without waiting (at once if it can).
+
+        Raises:
+            Disconnected: the peer went away.
+        """
+        ...
+
     async def close(self, code: int, reason: str = "") -> None:
         """Closes with a code; never raises."""
         ...

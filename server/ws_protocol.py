@@ -51,6 +51,7 @@ from websockets.typing import ExtensionParameter
 
 EXTENSION = "inkroom.send_nowait"
 EXTENSION_MANY = "inkroom.send_many_nowait"
+EXTENSION_DRAINED = "inkroom.drained"
 # Messages from this size on are compressed (a first-sync slice is 16 KiB); smaller ones
 # are not. A live stroke batch or a cursor is 50-400 bytes.
 COMPRESS_MIN_BYTES: Final = 4096
@@ -313,6 +314,7 @@ class InkroomWebSocketProtocol(WebSocketsSansIOProtocol):
         if scope is not None:
             scope["extensions"][EXTENSION] = self.send_nowait
             scope["extensions"][EXTENSION_MANY] = self.send_many_nowait
+            scope["extensions"][EXTENSION_DRAINED] = self.drained
 
     def send_nowait(self, data: bytes) -> bool:
         """Writes ``data`` as one binary message now; ``False`` if it would have to wait.
@@ -334,6 +336,13 @@ class InkroomWebSocketProtocol(WebSocketsSansIOProtocol):
             return False
         self.transport.write(b"".join([self._wire(data) for data in messages]))
         return True
+
+    async def drained(self) -> bool:
+        """Waits until the transport takes more (uvicorn's flow control); ``False`` if the
+        connection is closing instead. Large sends then resume with :meth:`send_many_nowait`,
+        not one ASGI send per frame: under back-pressure that path cost 8x the CPU."""
+        await self.writable.wait()  # set again on resume, and on connection loss
+        return not (self.close_sent or self.disconnected or self.transport.is_closing())
 
     def _can_write(self) -> bool:
         return (

@@ -19,7 +19,7 @@ from ..classroom import CLASS_SUFFIX, class_of
 from ..connections import classroom_of
 from ..errors import Forbidden, ServerError
 from ..state import AppState
-from ..ws_protocol import EXTENSION, EXTENSION_MANY
+from ..ws_protocol import EXTENSION, EXTENSION_DRAINED, EXTENSION_MANY
 
 log = logging.getLogger("inkroom.server.ws")
 
@@ -27,7 +27,7 @@ log = logging.getLogger("inkroom.server.ws")
 class StarletteConnection:
     """Adapts a Starlette WebSocket to :class:`collab.ports.Connection`."""
 
-    __slots__ = ("_receive", "_send", "_send_many_nowait", "_send_nowait", "_ws")
+    __slots__ = ("_drained", "_receive", "_send", "_send_many_nowait", "_send_nowait", "_ws")
 
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
@@ -38,6 +38,7 @@ class StarletteConnection:
         extensions = websocket.scope.get("extensions", {})
         self._send_nowait = extensions.get(EXTENSION)
         self._send_many_nowait = extensions.get(EXTENSION_MANY)
+        self._drained = extensions.get(EXTENSION_DRAINED)
 
     @property
     def device(self) -> str:
@@ -77,6 +78,10 @@ class StarletteConnection:
             return False
         sent: bool = self._send_many_nowait(data)
         return sent
+
+    async def drained(self) -> None:
+        if self._drained is not None and not await self._drained():
+            raise Disconnected(None)
 
     async def close(self, code: int, reason: str = "") -> None:
         try:

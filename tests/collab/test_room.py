@@ -198,6 +198,9 @@ class StalledConnection:
     def send_many_nowait(self, data: Sequence[bytes]) -> bool:
         return False
 
+    async def drained(self) -> None:
+        await self._gate.wait()
+
     async def close(self, code: int, reason: str = "") -> None:
         self.closed_with = (code, reason)
 

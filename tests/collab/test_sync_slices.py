@@ -48,6 +48,9 @@ class Recorder:
     def send_many_nowait(self, data: Sequence[bytes]) -> bool:
         return False
 
+    async def drained(self) -> None:
+        pass  # never paused; it only takes frames one by one through send()
+
     async def close(self, code: int, reason: str = "") -> None:
         pass
 
