@@ -35,7 +35,11 @@ export class App {
     mount: HTMLElement,
     readonly session: Session,
     serverUrl: string,
-    opts: { onClosed?: (code: number, reason: string) => void } = {},
+    opts: {
+      onClosed?: (code: number, reason: string) => void
+      /** The chrome, when built earlier (in a task of its own) for `session` in `mount`. */
+      chrome?: Chrome
+    } = {},
   ) {
     this.board = new Board(this.boardDoc)
     this.classroom = new Classroom(this.classDoc)
@@ -43,10 +47,16 @@ export class App {
     const onClosed = opts.onClosed
     this.boardLink = new Link({ serverUrl, name: `${session.classroom}/board`, doc: this.boardDoc, token: session.token, storeName: store('board'), onClosed })
     this.classLink = new Link({ serverUrl, name: `${session.classroom}/class`, doc: this.classDoc, token: session.token, storeName: store('class'), onClosed })
-    this.chrome = buildChrome(mount, session)
+    this.chrome = opts.chrome ?? buildChrome(mount, session)
     this.chrome.root.dataset.role = session.role
     this.renderer = new Renderer(this.chrome.stage, this.board)
     this.renderer.setPage(this.page)
+    // A followed view is defined against the screen's size: applied again once the stage
+    // is measured (after the first layout) and whenever it changes size.
+    this.renderer.onResize = () => {
+      const f = this.classroom.followMe
+      if (f && f.userId !== this.session.userId) this.applyFollow(f)
+    }
     this.undo = new Y.UndoManager([this.board.shapes, this.board.pages], {
       trackedOrigins: new Set([LOCAL]),
       // One undo step per gesture: every gesture calls stopCapturing() first.
