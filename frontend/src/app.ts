@@ -10,6 +10,7 @@ import { type Role, type Session, canDraw, isTeacher, lowered } from './session'
 import { DRAWING_TOOLS, type Tool, Tools } from './tools'
 import { type Chrome, COLOURS, WIDTHS, buildChrome, h, renderChat, renderRoster } from './ui'
 import { iconEl } from './icons'
+import { yieldToPage } from './store'
 import { CallPanel } from './call/panel'
 
 export class App {
@@ -86,10 +87,13 @@ export class App {
     this.bindChrome()
     this.bindDocs()
     this.selectTool(canDraw(session.role) ? 'pen' : 'laser')
-    this.refreshAll()
   }
 
   async start(): Promise<void> {
+    // The chrome's state (pages, lock, roster, chat) is filled in a task of its own:
+    // setting the board up is one already, and each should stay short on an old phone.
+    await yieldToPage()
+    this.refreshAll()
     // IndexedDB first: the board shows at once, and the first sync sends only what is missing.
     await Promise.all([this.boardLink.whenLocal, this.classLink.whenLocal])
     this.refreshAll()

@@ -47,8 +47,13 @@ const SLICE_MS = 8
  * take 100-150 ms at 4x CPU, so a few frames; painting them takes seconds, sliced).
  */
 const DECODE_MS = 32
-/** New strokes on top beyond this many are painted in slices too. */
-const APPEND_AT_ONCE_MAX = 24
+/**
+ * New strokes on top beyond this many are painted in slices too, in frames: painted in
+ * the document's observer, the ~20 strokes of a stored record (or ~40 of a first-sync
+ * slice) made the task applying it 100-300 ms at 4x CPU (their outlines, ~1 ms each
+ * unloaded). A stroke someone finishes is painted at once.
+ */
+const APPEND_AT_ONCE_MAX = 4
 /**
  * Outlines not yet built (perfect-freehand, then Path2D) cost about a millisecond each at
  * 4x CPU; a repaint needing more than this many is sliced even on a small page.
