@@ -6,7 +6,7 @@
 // profiler's samples, and inclusive time of the app's own functions).
 //
 //   node bench/longtasks.mjs [--strokes 5000] [--rate 4] [--runs 1] [--over 100] [--top 8]
-//                            [--static-dir /path/to/frontend/dist] [--trace saved.json]
+//                            [--settle yes|no] [--static-dir /path/to/frontend/dist] [--trace saved.json]
 //
 // Function names read best from an unminified build: `npx vite build --minify false
 // --outDir /tmp/dist-plain` in a copy of frontend/, then --static-dir /tmp/dist-plain.
@@ -24,6 +24,8 @@ const { values: opts } = parseArgs({
     runs: { type: 'string', default: '1' },
     over: { type: 'string', default: '100' },
     top: { type: 'string', default: '8' },
+    // 'yes': reload once this device's copy is compacted; 'no': at once (as reload.mjs).
+    settle: { type: 'string', default: 'yes' },
     'static-dir': { type: 'string' },
     // Analyse a trace saved earlier (TRACE_OUT=prefix writes each one) instead of running.
     trace: { type: 'string' },
@@ -181,8 +183,10 @@ try {
       return { longestMs: await whole(page) }
     })
     report(`run ${run}, first load (longest task on the page's clock ${first.longestMs} ms)`, first.tasks)
-    await page.waitForFunction(() => !!navigator.serviceWorker.controller, null, { timeout: 60_000 }).catch(() => undefined)
-    await page.waitForFunction(() => window.inkroom.boardLink.local.settled, null, { timeout: 120_000, polling: 200 })
+    if (opts.settle === 'yes') {
+      await page.waitForFunction(() => !!navigator.serviceWorker.controller, null, { timeout: 60_000 }).catch(() => undefined)
+      await page.waitForFunction(() => window.inkroom.boardLink.local.settled, null, { timeout: 120_000, polling: 200 })
+    }
     const reload = await traced(browser, async () => {
       await page.reload()
       return { longestMs: await whole(page) }
