@@ -10,6 +10,7 @@ import { type Role, type Session, canDraw, isTeacher, lowered } from './session'
 import { DRAWING_TOOLS, type Tool, Tools } from './tools'
 import { type Chrome, COLOURS, WIDTHS, buildChrome, h, renderChat, renderRoster } from './ui'
 import { iconEl } from './icons'
+import { yieldToPage } from './store'
 import { CallPanel } from './call/panel'
 
 export class App {
@@ -35,7 +36,11 @@ export class App {
     mount: HTMLElement,
     readonly session: Session,
     serverUrl: string,
-    opts: { onClosed?: (code: number, reason: string) => void } = {},
+    opts: {
+      onClosed?: (code: number, reason: string) => void
+      /** The chrome, when built earlier (in a task of its own) for `session` in `mount`. */
+      chrome?: Chrome
+    } = {},
   ) {
     this.board = new Board(this.boardDoc)
     this.classroom = new Classroom(this.classDoc)
@@ -43,10 +48,16 @@ export class App {
     const onClosed = opts.onClosed
     this.boardLink = new Link({ serverUrl, name: `${session.classroom}/board`, doc: this.boardDoc, token: session.token, storeName: store('board'), onClosed })
     this.classLink = new Link({ serverUrl, name: `${session.classroom}/class`, doc: this.classDoc, token: session.token, storeName: store('class'), onClosed })
-    this.chrome = buildChrome(mount, session)
+    this.chrome = opts.chrome ?? buildChrome(mount, session)
     this.chrome.root.dataset.role = session.role
     this.renderer = new Renderer(this.chrome.stage, this.board)
     this.renderer.setPage(this.page)
+    // A followed view is defined against the screen's size: applied again once the stage
+    // is measured (after the first layout) and whenever it changes size.
+    this.renderer.onResize = () => {
+      const f = this.classroom.followMe
+      if (f && f.userId !== this.session.userId) this.applyFollow(f)
+    }
     this.undo = new Y.UndoManager([this.board.shapes, this.board.pages], {
       trackedOrigins: new Set([LOCAL]),
       // One undo step per gesture: every gesture calls stopCapturing() first.
@@ -76,10 +87,13 @@ export class App {
     this.bindChrome()
     this.bindDocs()
     this.selectTool(canDraw(session.role) ? 'pen' : 'laser')
-    this.refreshAll()
   }
 
   async start(): Promise<void> {
+    // The chrome's state (pages, lock, roster, chat) is filled in a task of its own:
+    // setting the board up is one already, and each should stay short on an old phone.
+    await yieldToPage()
+    this.refreshAll()
     // IndexedDB first: the board shows at once, and the first sync sends only what is missing.
     await Promise.all([this.boardLink.whenLocal, this.classLink.whenLocal])
     this.refreshAll()

@@ -154,10 +154,32 @@ export class Board {
     return this.views.get(id)?.pg ?? this.lazy.get(id)
   }
 
-  /** The page in view: its shapes are decoded as they arrive, the others' when asked for. */
+  /**
+   * The page in view: its shapes are decoded as they arrive, the others' when asked for.
+   * Shapes it already holds are not decoded here: the renderer decodes them a slice per
+   * frame (`decodePage`), since a page of thousands of strokes would freeze the page for
+   * a second if decoded in one go.
+   */
   focus(pg: string): void {
     this.focused = pg
-    this.pageShapes(pg)
+  }
+
+  /**
+   * Decodes shapes of page `pg` not decoded yet until `performance.now()` reaches
+   * `until` (at least one); true once none is left.
+   */
+  decodePage(pg: string, until: number): boolean {
+    if (!this.lazy.size) return true
+    const ids = this.byPage.get(pg)
+    if (!ids) return true
+    let decoded = 0
+    for (const id of ids) {
+      if (!this.lazy.has(id)) continue
+      if (decoded > 0 && (decoded & 7) === 0 && performance.now() >= until) return false
+      this.decode(id)
+      decoded += 1
+    }
+    return true
   }
 
   private decode(id: string): void {

@@ -7,6 +7,7 @@ import { App } from './app'
 import { reasonForClose } from './refusals'
 import { type Session, isTeacher, rememberLast, rememberToken, sessionFromToken, storedToken } from './session'
 import { TokenKeeper, tokenExpiry } from './tokens'
+import { type Chrome, buildChrome } from './ui'
 import { yieldToPage } from './store'
 
 // Only the board is on the critical path: the refusal screen (Preact) and the tutor's
@@ -54,12 +55,15 @@ export async function openClassroom(mount: HTMLElement, classroom: string): Prom
   }
   rememberToken(classroom, session.token)
   rememberLast(classroom, session.role)
-  // The scripts' evaluation ends here; the board is built in a task of its own.
+  // The scripts' evaluation ends here; the board is set up in tasks of its own (its
+  // chrome, then the rest), each well under 200 ms on an old phone.
   await yieldToPage()
-  start(mount, session, renewable)
+  const chrome = buildChrome(mount, session)
+  await yieldToPage()
+  start(mount, session, renewable, chrome)
 }
 
-function start(mount: HTMLElement, session: Session, renewable: boolean): void {
+function start(mount: HTMLElement, session: Session, renewable: boolean, chrome: Chrome): void {
   document.title = `${session.classroom} · Inkroom`
   const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws'
   let app: App | null = null
@@ -86,6 +90,7 @@ function start(mount: HTMLElement, session: Session, renewable: boolean): void {
     renewable,
   )
   app = new App(mount, session, `${scheme}://${window.location.host}/ws`, {
+    chrome,
     onClosed: async (code, reason) => {
       if (code === 4401) {
         // The token ran out (a laptop asleep past its renewal): renew, then reconnect.

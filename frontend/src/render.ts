@@ -42,8 +42,18 @@ const LASER_FADE_MS = 900
 /** Pages with more visible shapes than this are repainted in slices. */
 const DIRECT_PAINT_MAX = 600
 const SLICE_MS = 8
-/** New strokes on top beyond this many are painted in slices too. */
-const APPEND_AT_ONCE_MAX = 24
+/**
+ * Decoding a page's strokes when it is first shown: this much per frame (3,000 strokes
+ * take 100-150 ms at 4x CPU, so a few frames; painting them takes seconds, sliced).
+ */
+const DECODE_MS = 32
+/**
+ * New strokes on top beyond this many are painted in slices too, in frames: painted in
+ * the document's observer, the ~20 strokes of a stored record (or ~40 of a first-sync
+ * slice) made the task applying it 100-300 ms at 4x CPU (their outlines, ~1 ms each
+ * unloaded). A stroke someone finishes is painted at once.
+ */
+const APPEND_AT_ONCE_MAX = 4
 /**
  * Outlines not yet built (perfect-freehand, then Path2D) cost about a millisecond each at
  * 4x CPU; a repaint needing more than this many is sliced even on a small page.
@@ -69,8 +79,8 @@ export class Renderer {
   readonly root: HTMLElement
   readonly staticCanvas: HTMLCanvasElement
   readonly liveCanvas: HTMLCanvasElement
-  private sctx: CanvasRenderingContext2D
-  private lctx: CanvasRenderingContext2D
+  private sctxMade: CanvasRenderingContext2D | null = null
+  private lctxMade: CanvasRenderingContext2D | null = null
   view: View = { scale: 1, ox: 0, oy: 0 }
   page = ''
   private rendered: View | null = null
@@ -104,12 +114,22 @@ export class Renderer {
     this.staticCanvas = makeCanvas('layer-static')
     this.liveCanvas = makeCanvas('layer-live')
     root.append(this.staticCanvas, this.liveCanvas)
-    this.sctx = this.staticCanvas.getContext('2d', { alpha: false })!
-    this.lctx = (this.liveCanvas.getContext('2d', { desynchronized: true }) ??
-      this.liveCanvas.getContext('2d'))!
+    // Sized by the observer's first call, made after the frame's layout: measuring here
+    // would force the page's whole first layout into the board's set-up task (80-100 ms
+    // at 4x CPU). Nothing is painted until then (see `paint`).
     new ResizeObserver(() => this.resize()).observe(root)
-    this.resize()
     board.onShapes((changed, removed) => this.onShapes(changed, removed))
+  }
+
+  // The contexts are made on first use, in a frame: making them (tens of milliseconds
+  // at 4x CPU, the live one's low-latency mode most) is no part of setting the board up.
+  private get sctx(): CanvasRenderingContext2D {
+    return (this.sctxMade ??= this.staticCanvas.getContext('2d', { alpha: false })!)
+  }
+
+  private get lctx(): CanvasRenderingContext2D {
+    return (this.lctxMade ??= (this.liveCanvas.getContext('2d', { desynchronized: true }) ??
+      this.liveCanvas.getContext('2d'))!)
   }
 
   get size(): { width: number; height: number } {
@@ -140,6 +160,9 @@ export class Renderer {
 
   /** Changes the view; `settling` false while a gesture is still moving. */
   setView(v: View, settling = true): void {
+    // Before the first size there is nothing to clamp against; the first size fits the
+    // page and calls onResize (which re-applies a followed view).
+    if (!this.sized) return
     this.view = clampView(v, this.width, this.height)
     this.liveDirty = true
     clearTimeout(this.settleTimer)
@@ -177,7 +200,10 @@ export class Renderer {
     if (!this.frame) this.frame = requestAnimationFrame((t) => this.paint(t))
   }
 
-  private sized = false
+  /** False until the stage has been measured (the observer's first call). */
+  sized = false
+  /** Called after the stage changes size (and once it is first measured). */
+  onResize: (() => void) | null = null
 
   private resize(): void {
     const rect = this.root.getBoundingClientRect()
@@ -197,10 +223,13 @@ export class Renderer {
       c.style.width = `${this.width}px`
       c.style.height = `${this.height}px`
     }
+    // A resized canvas is blank again.
+    this.liveBlank = true
     if (this.rendered === null) this.fitPage()
     this.staticDirty = true
     this.liveDirty = true
     this.request()
+    this.onResize?.()
   }
 
   private onShapes(changed: Set<string>, removed: Set<string>): void {
@@ -275,8 +304,19 @@ export class Renderer {
 
   private paint(_t: number): void {
     this.frame = 0
+    // Not measured yet: the observer's first call sizes the canvases and asks again.
+    if (!this.sized) return
     const start = performance.now()
-    if (this.staticDirty || this.page !== this.renderedPage) this.startStatic()
+    if (this.staticDirty || this.page !== this.renderedPage) {
+      // A page not shown yet may hold thousands of shapes not decoded (board.ts: visible
+      // page first): they are decoded a slice per frame, on a blank page, then painted.
+      if (this.board.decodePage(this.page, start + DECODE_MS)) this.startStatic()
+      else {
+        this.job = null
+        this.blankPage()
+        this.request()
+      }
+    }
     if (this.job) this.continueStatic(start)
     this.placeStatic()
     if (this.liveDirty) this.paintLive()
@@ -297,6 +337,7 @@ export class Renderer {
   private startStatic(): void {
     this.staticPaints += 1
     this.staticDirty = false
+    this.blanked = ''
     const v = { ...this.view }
     const box = this.visibleBox()
     const all = this.board.pageShapes(this.page)
@@ -374,6 +415,24 @@ export class Renderer {
     this.liveDirty = true
   }
 
+  private blanked = ''
+
+  /** An empty page in the current view, while the page's shapes are being decoded. */
+  private blankPage(): void {
+    const v = this.view
+    const key = `${this.page} ${v.scale} ${v.ox} ${v.oy}`
+    if (key === this.blanked) return
+    this.blanked = key
+    const ctx = this.sctx
+    ctx.setTransform(1, 0, 0, 1, 0, 0)
+    ctx.fillStyle = '#e7e9ee'
+    ctx.fillRect(0, 0, this.staticCanvas.width, this.staticCanvas.height)
+    this.applyTransform(ctx, v)
+    ctx.fillStyle = '#ffffff'
+    ctx.fillRect(0, 0, PAGE_W, PAGE_H)
+    this.staticCanvas.style.transform = ''
+  }
+
   /** Moves the static bitmap to where the current view wants it, until it repaints. */
   private placeStatic(): void {
     const r = this.rendered
@@ -421,8 +480,24 @@ export class Renderer {
     ctx.globalAlpha = 1
   }
 
+  /** The live canvas holds nothing (never drawn since it was sized, or cleared). */
+  private liveBlank = true
+
   private paintLive(): void {
     this.liveDirty = false
+    // The first call on a canvas's context allocates its bitmap (30-50 ms at 4x CPU for
+    // a phone's screen): a live layer with nothing on it is left untouched, so the
+    // board's first paint allocates only the static layer, and this one waits for the
+    // first stroke, preview, laser or selection.
+    const idle =
+      !this.board.unfinished.size &&
+      !this.remotePreviews.length &&
+      !this.previews.length &&
+      !this.local?.points.length &&
+      !this.selection &&
+      !this.lasers.size
+    if (idle && this.liveBlank) return
+    this.liveBlank = idle
     const ctx = this.lctx
     ctx.setTransform(1, 0, 0, 1, 0, 0)
     ctx.clearRect(0, 0, this.liveCanvas.width, this.liveCanvas.height)

@@ -219,5 +219,7 @@ export function renderChat(el: HTMLElement, messages: ChatMessage[]): void {
       h('li', {}, h('b', { style: `color:${userColour(m.userId)}`, text: m.name }), ' ', h('span', { text: m.text })),
     ),
   )
-  el.scrollTop = el.scrollHeight
+  // Reading scrollHeight forces a layout: at start-up, the page's whole first layout
+  // inside the board's set-up task. The next frame lays the page out anyway.
+  if (recent.length) requestAnimationFrame(() => (el.scrollTop = el.scrollHeight))
 }

@@ -32,6 +32,38 @@ describe('Board', () => {
     expect(board.idsOnPage('p1').length).toBe(3)
   })
 
+  it('decodes a page shown later in slices: focus decodes nothing, decodePage a slice at a time', () => {
+    const src = new Y.Doc()
+    const b = new Board(src)
+    src.transact(() => {
+      for (let i = 0; i < 40; i++) b.create({ t: 'p', pg: 'p1', z: b.nextZ(), a: 'u', x: i, y: 5, done: true }, [0, 0, 3, -2])
+    })
+    const doc = new Y.Doc()
+    const board = new Board(doc)
+    Y.applyUpdate(doc, Y.encodeStateAsUpdate(src))
+    const decoded = () => board.idsOnPage('p1').filter((id) => (board as unknown as { views: Map<string, unknown> }).views.has(id)).length
+    board.focus('p1')
+    expect(decoded()).toBe(0)
+    // A deadline already past: a slice of 8, then it stops and says so.
+    expect(board.decodePage('p1', 0)).toBe(false)
+    expect(decoded()).toBe(8)
+    let calls = 1
+    for (;;) {
+      calls += 1
+      if (board.decodePage('p1', 0)) break
+    }
+    expect(calls).toBe(5)
+    expect(decoded()).toBe(40)
+    expect(board.decodePage('p1', 0)).toBe(true)
+    expect(board.decodePage('p9', 0)).toBe(true)
+    expect(board.pageShapes('p1').map((s) => s.x)).toEqual(Array.from({ length: 40 }, (_, i) => i))
+    // A stroke arriving on the page in view is decoded at once.
+    const id = b.create({ t: 'p', pg: 'p1', z: b.nextZ(), a: 'u', x: 99, y: 5, done: true }, [0, 0])
+    Y.applyUpdate(doc, Y.encodeStateAsUpdate(src, Y.encodeStateVector(doc)))
+    expect(board.view(id)?.x).toBe(99)
+    expect(decoded()).toBe(41)
+  })
+
   it('reads packed and plain points, and leaves default fields out', () => {
     const doc = new Y.Doc()
     const board = new Board(doc)

@@ -59,14 +59,29 @@ async function phoneLoads(cls, strokes, network, timeout) {
   return { ...shown, reload: { ...reloaded, boardBytesAfterReload: synced } }
 }
 
+/**
+ * Bounds on single tasks at 4x CPU. The target is 200 ms (bench/reload.mjs and
+ * bench/longtasks.mjs measure it); on this 2-core machine, shared with other test runs, a
+ * task's wall-clock time includes waiting for a CPU, so the bounds leave room for that
+ * and stay far below the freezes they guard against (3.1-4.2 s before slicing, ~1 s per
+ * reload before the stored board was applied in slices, 300-650 ms for start-up).
+ */
+const STREAMING_TASK_MS = 400
+const START_UP_TASK_MS = 400
+
 test('Fast 3G, 4x CPU: a 5,000-stroke board shows with one connection, first strokes within 5 s', async () => {
   await seed('g3-fast', 5000)
   const shown = await phoneLoads('g3-fast', 5000, FAST_3G, 90_000)
   console.log(`Fast 3G 5,000 strokes: ${JSON.stringify(shown)}`)
   assert.ok(shown.firstMs < 5000, `first strokes at ${shown.firstMs} ms`)
   // Before: the page froze 3.1-4.2 s while the board loaded. Now each slice is a short
-  // task (~100-200 ms at 4x CPU); the bound is generous for a loaded 2-core machine.
-  assert.ok(shown.longestWhileStreamingMs < 600, `a ${shown.longestWhileStreamingMs} ms task while streaming`)
+  // task (~70-200 ms at 4x CPU).
+  assert.ok(shown.longestWhileStreamingMs < STREAMING_TASK_MS, `a ${shown.longestWhileStreamingMs} ms task while streaming`)
+  // Start-up (the scripts, setting the board up, its first layout and paint) is split
+  // into tasks too: before, one of 300-650 ms built the whole board at once.
+  assert.ok(shown.longestStartUpMs < START_UP_TASK_MS, `a ${shown.longestStartUpMs} ms task before the first stroke`)
+  // The reload right after (this device's copy not compacted yet) and its start-up.
+  assert.ok(shown.reload.longestTaskMs < START_UP_TASK_MS, `a ${shown.reload.longestTaskMs} ms task while reloading`)
 })
 
 test('Slow 3G, 4x CPU: a 1,000-stroke board shows with one connection', async () => {
@@ -101,14 +116,50 @@ test('reload at 4x CPU: a 5,000-stroke board comes from this device in short tas
   const tasks = await page.evaluate(() => window.__load.tasks.map(([, d]) => d))
   console.log(`reload, 5,000 strokes, 4x CPU: ${JSON.stringify({ ...shown, tasksOver50ms: tasks, boardBytesAfterReload: received })}`)
   // Before: y-indexeddb applied the stored board in one task of ~1 s (954-1,586 ms). The
-  // target is 200 ms, met in most quiet runs (bench/reload.mjs records the figures); on a
-  // loaded 2-core CI machine single tasks reached 300 ms, so the bound here is the one the
-  // streaming case uses, still well below that freeze.
-  assert.ok(shown.longestTaskMs < 600, `a ${shown.longestTaskMs} ms task while reloading (tasks over 50 ms: ${tasks})`)
+  // target is 200 ms, met in most quiet runs (bench/reload.mjs records the figures); the
+  // bound leaves room for a loaded 2-core machine (see START_UP_TASK_MS).
+  assert.ok(shown.longestTaskMs < START_UP_TASK_MS, `a ${shown.longestTaskMs} ms task while reloading (tasks over 50 ms: ${tasks})`)
   // The board filled in over several tasks, not at once.
   assert.ok(tasks.length > 1 || shown.longestTaskMs < 100, 'loaded in several tasks')
   // A reload costs a diff, not the document: the client sent the state vector of what it had.
   assert.ok(received < 20_000, `${received} bytes received on the board socket after reload`)
+})
+
+test('switching to a page of 3,000 strokes at 4x CPU: decoded and painted in short tasks', async () => {
+  const cls = 'g3-pages'
+  const tutor = await openClassroom(await context(DESKTOP), server.base, cls, await server.token(cls, 'tutor', 'tutor-1', 'Ms Tutor'))
+  await tutor.locator('[data-action="add-page"]').click()
+  const second = await tutor.evaluate(() => window.inkroom.page)
+  await seedStrokes(tutor, 3000, 30, second)
+  await waitOnline(tutor, 60_000)
+  await tutor.context().close()
+  const ctx = await context(PHONE)
+  const token = await server.token(cls, 'student', 'student-1', 'Sam')
+  const { page } = await openThrottled(ctx, `${server.base}/c/${cls}?token=${encodeURIComponent(token)}`, {
+    network: { latency: 0, downloadThroughput: -1, uploadThroughput: -1 },
+  })
+  // The first page is empty; the second page's strokes arrive but are not decoded yet.
+  await whenShown(page, 3000, 120_000)
+  await waitOnline(page, 60_000)
+  const before = await page.evaluate(() => performance.now())
+  await page.locator('[data-action="next-page"]').click()
+  await page.waitForFunction(
+    (pg) => {
+      // (Not board.pageShapes: it would decode what is left in one go.)
+      const app = window.inkroom
+      return app.page === pg && app.renderer.page === pg && !app.renderer.repainting
+    },
+    second,
+    { timeout: 60_000, polling: 100 },
+  )
+  const tasks = await page.evaluate((t0) => window.__load.tasks.filter(([start]) => start >= t0).map(([, d]) => d), before)
+  const switchMs = Math.round((await page.evaluate(() => performance.now())) - before)
+  console.log(`page switch, 3,000 strokes, 4x CPU: ${JSON.stringify({ switchMs, tasksOver50ms: tasks })}`)
+  assert.equal(await page.evaluate((pg) => window.inkroom.board.pageShapes(pg).length, second), 3000)
+  // Before: the page's strokes were decoded in one go when it was shown (one task of
+  // ~300-500 ms at 4x CPU for 3,000 strokes).
+  const longest = Math.max(0, ...tasks)
+  assert.ok(longest < START_UP_TASK_MS, `a ${longest} ms task while switching page (tasks over 50 ms: ${tasks})`)
 })
 
 test('offline: HTTP cache cleared, server unreachable, reload: the board opens from the device, the student draws, the stroke arrives when the server is back', async () => {

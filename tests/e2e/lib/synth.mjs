@@ -74,9 +74,9 @@ export async function installSynth(page) {
 }
 
 /** Adds `count` finished handwriting-like strokes to page p0 of the open board, in the page. */
-export async function seedStrokes(page, count, pointsPerStroke = 30) {
+export async function seedStrokes(page, count, pointsPerStroke = 30, pg = 'p0') {
   return page.evaluate(
-    ({ count, n }) => {
+    ({ count, n, pg }) => {
       const app = window.inkroom
       const board = app.board
       let seed = 12345
@@ -90,12 +90,12 @@ export async function seedStrokes(page, count, pointsPerStroke = 30) {
             const y = Math.round(20 + rnd() * 1120)
             const pts = [0, 0]
             for (let k = 1; k < n; k++) pts.push(Math.round(2 + rnd() * 3), Math.round((rnd() - 0.5) * 8))
-            board.create({ t: 'p', pg: 'p0', z: board.nextZ(), a: 'seed', c: '#1f2933', w: 4, x, y, done: true }, pts)
+            board.create({ t: 'p', pg, z: board.nextZ(), a: 'seed', c: '#1f2933', w: 4, x, y, done: true }, pts)
           }
         }, 'seed')
       }
       return performance.now() - t0
     },
-    { count, n: pointsPerStroke },
+    { count, n: pointsPerStroke, pg },
   )
 }
