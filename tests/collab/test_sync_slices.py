@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from pycrdt import Doc, Map
 
-from collab.client import SYNC_SLICE_BYTES, Client
+from collab.client import SLICES_PER_TURN_BYTES, SYNC_SLICE_BYTES, Client
 from collab.errors import SlowConsumer
+from collab.fullstate import FullState, SyncReply
 from collab.limits import Limits
 from collab.memory import LocalBus, MemoryStore
 from collab.ports import Peer
@@ -139,3 +140,65 @@ async def test_a_client_failed_mid_reply_gets_no_more_slices() -> None:
     with pytest.raises(SlowConsumer, match="closed by the test"):
         await wait_for(client.pump(connection), 10)
     assert len(connection.frames) == 2
+
+
+class Batching(Recorder):
+    """A transport that takes several frames per write, and is paused every other time
+    until the client waits for it to drain."""
+
+    def __init__(self, after_batch: Any = None) -> None:
+        super().__init__()
+        self.batches: list[list[bytes]] = []
+        self.after_batch = after_batch
+        self.paused = False
+        self.drains = 0
+
+    def send_many_nowait(self, data: Sequence[bytes]) -> bool:
+        if self.paused:
+            return False
+        self.batches.append(list(data))
+        self.frames.extend(data)
+        self.paused = len(self.batches) % 2 == 0  # the next write finds it full
+        if self.after_batch is not None:
+            self.after_batch(len(self.batches))
+        return True
+
+    async def drained(self) -> None:
+        await asyncio.sleep(0)
+        self.drains += 1
+        self.paused = False
+
+
+async def test_shared_slices_leave_in_bounded_batches_with_frames_between() -> None:
+    doc = board(3000)
+    update = doc.get_update()
+    shared = FullState(update, doc.get_state(), written_at=0, slice_bytes=SYNC_SLICE_BYTES)
+    client = Client(STUDENT, outbox_limit=1024, outbox_bytes=1 << 20)
+
+    def during(n: int) -> None:
+        if n == 1:  # a live stroke while the first batch is out
+            assert client.send(b"\x01live")
+
+    connection = Batching(during)
+    done = asyncio.Event()
+    connection.after_send = lambda n: done.set()  # the last message goes through send()
+    assert client.send_reply(SyncReply(shared, lambda: b"\x00\x00"))
+    pump = asyncio.create_task(client.pump(connection))
+    await wait_for(done.wait(), 10)
+    client.finish()
+    await wait_for(pump, 10)
+    assert len(connection.batches) > 2
+    assert max(len(b) for b in connection.batches) > 1  # several slices per write
+    assert connection.drains > 0  # paused writes waited, then went on in batches
+    for batch in connection.batches:
+        assert sum(len(f) for f in batch) < SLICES_PER_TURN_BYTES + SYNC_SLICE_BYTES + 16
+    live = connection.frames.index(b"\x01live")
+    assert live == len(connection.batches[0])  # right after the batch it was queued behind
+    assert type(decode(connection.frames[-1])).__name__ == "SyncStep2"
+    rebuilt: Doc[Any] = Doc()
+    for f in connection.frames:
+        if f[0] == 0:
+            message = decode(f)
+            assert isinstance(message, SyncUpdate | SyncStep2)
+            rebuilt.apply_update(message.update)
+    assert rebuilt.get("shapes", type=Map).to_py() == doc.get("shapes", type=Map).to_py()
