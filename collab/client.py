@@ -11,9 +11,9 @@ from typing import Final
 
 from . import metrics
 from .errors import CollabError, SlowConsumer
-from .fullstate import SyncReply
+from .fullstate import FullState, SyncReply
 from .ports import Connection, Peer
-from .protocol import SyncStep2, decode, encode_update
+from .protocol import EMPTY_UPDATE, SyncStep2, decode, encode_update
 from .slices import iter_slices
 
 _ids = itertools.count(1)
@@ -259,22 +259,15 @@ class Client:
         bounded as usual.
         """
         sent = 0
-        base = reply.base
-        if base is not None:
-            index = 0
-            while True:
-                batch: list[bytes] = []
-                size = 0
-                while size < SLICES_PER_TURN_BYTES and (frame := base.frame(index)) is not None:
-                    batch.append(frame)
-                    size += len(frame)
-                    index += 1
-                if not batch:
-                    break
-                await self._send_between(connection, batch)
-                self.bytes_out += size
-            sent = index
-        pieces = iter_slices(reply.rest(), self.slice_bytes)
+        if reply.base is not None:
+            sent += await self._send_shared(connection, reply.base)
+        rest = reply.rest()
+        if isinstance(rest, FullState):
+            # A large "since": shared and cut once too (every joiner of a storm asks for
+            # the same), then an empty SyncStep2 that marks the client synced.
+            sent += await self._send_shared(connection, rest)
+            rest = EMPTY_UPDATE
+        pieces = iter_slices(rest, self.slice_bytes)
         piece = next(pieces)
         for following in pieces:
             frame = encode_update(piece)
@@ -288,6 +281,21 @@ class Client:
         await connection.send(last)
         self.bytes_out += len(last)
         metrics.SYNC_SLICES.inc(sent + 1)
+
+    async def _send_shared(self, connection: Connection, state: FullState) -> int:
+        """Sends the frames of a shared state in batches; returns how many."""
+        index = 0
+        while True:
+            batch: list[bytes] = []
+            size = 0
+            while size < SLICES_PER_TURN_BYTES and (frame := state.frame(index)) is not None:
+                batch.append(frame)
+                size += len(frame)
+                index += 1
+            if not batch:
+                return index
+            await self._send_between(connection, batch)
+            self.bytes_out += size
 
     async def _send_between(self, connection: Connection, frames: list[bytes]) -> None:
         """Sends a few slices, then what the room queued meanwhile (echoes, presence, live

@@ -70,7 +70,9 @@ class FullState:
 class SyncReply:
     """A large SyncStep2 answer for one client: the shared frames of ``base``, if any,
     then SyncStep2 with ``rest()``, the update from ``base`` (or from the client's own
-    state) to the document as it is when that last part is sent."""
+    state) to the document as it is when that last part is sent. A large ``rest()`` may
+    itself be shared (every joiner of a storm needs the same): its frames, then an empty
+    SyncStep2."""
 
     base: FullState | None
-    rest: Callable[[], bytes]
+    rest: Callable[[], bytes | FullState]

@@ -177,3 +177,46 @@ def test_joiners_share_one_encoding_until_the_document_outgrows_it() -> None:
             assert shapes(third.doc) == shapes(room.doc) == shapes(first.doc)
 
     asyncio.run(run())
+
+
+def test_a_large_change_since_the_shared_state_is_cut_once_for_every_joiner() -> None:
+    """The shared state may trail the document by up to a quarter of it: joiners then
+    share that difference's slices too, instead of each cutting it again."""
+
+    async def run() -> None:
+        async with AsyncExitStack() as stack:
+            registry = await stack.enter_async_context(
+                Registry(MemoryStore(), LocalBus(), limits=Limits())
+            )
+            writer = await ScriptedPeer(registry, NAME, TUTOR).start(stack)
+            source = board(1500)
+            await writer.edit(lambda d: d.apply_update(source.get_update()))
+            room = registry.rooms[NAME]
+            await settled(room, writer)
+            first = await ScriptedPeer(registry, NAME, joiner(1)).start(stack)
+            shared = room._full
+            assert shared is not None
+
+            more = {f"m{k}": v for k, v in shapes(board(120, seed=3)).items()}
+
+            def grow(d: Doc[Any]) -> None:
+                target = d.get("shapes", type=Map)
+                for key, value in more.items():
+                    target[key] = Map({"t": "p", "pts": Array(value["pts"])})
+
+            await writer.edit(grow)
+            await settled(room, writer)
+            assert not shared.stale(room.size)  # grown, but by less than a quarter
+            second = await ScriptedPeer(registry, NAME, joiner(2)).start(stack)
+            rest = room._rest[2]
+            assert isinstance(rest, fullstate.FullState)  # larger than a slice: shared
+            cut = list(rest.frames)
+            assert len(cut) > 1
+            third = await ScriptedPeer(registry, NAME, joiner(3)).start(stack)
+            assert room._full is shared
+            assert room._rest[2] is rest
+            assert all(a is b for a, b in zip(rest.frames, cut, strict=True))
+            assert shapes(second.doc) == shapes(third.doc) == shapes(room.doc)
+            await first.until(lambda: shapes(first.doc) == shapes(room.doc), 10)
+
+    asyncio.run(run())

@@ -27,7 +27,7 @@ from pycrdt import Array, Doc, Map, merge_updates
 from collab.awareness import Entry as AwarenessEntry
 from collab.awareness import encode_entries
 from collab.errors import CollabError
-from collab.fullstate import SyncReply
+from collab.fullstate import FullState, SyncReply
 from collab.memory import LocalBus, MemoryStore
 from collab.ports import DocumentName, Peer
 from collab.protocol import AwarenessMessage, SyncStep2, SyncUpdate, decode
@@ -66,9 +66,12 @@ class Replica:
         while queue:
             item = queue.popleft()
             if isinstance(item, SyncReply):  # a large first sync: whole, here
-                frames = list(item.base.frames) if item.base is not None else []
-                parts = [_update_of(f) for f in frames]
-                item = bytes(SyncStep2(merge_updates(*parts, item.rest())))
+                rest = item.rest()
+                shared = [s for s in (item.base, rest) if isinstance(s, FullState)]
+                parts = [_update_of(f) for s in shared for f in _frames(s)]
+                if isinstance(rest, bytes):
+                    parts.append(rest)
+                item = bytes(SyncStep2(merge_updates(*parts)))
             message = decode(item)
             if isinstance(message, SyncUpdate | SyncStep2):
                 self._remote = True
@@ -373,6 +376,13 @@ def test_client_id_owners_survive_a_reload_through_the_logs_authors() -> None:
             assert room.doc.get("hands", type=Map).to_py() == {}
 
     asyncio.run(scenario())
+
+
+def _frames(state: FullState) -> list[bytes]:
+    frames: list[bytes] = []
+    while (frame := state.frame(len(frames))) is not None:
+        frames.append(frame)
+    return frames
 
 
 def _update_of(frame: bytes) -> bytes:
