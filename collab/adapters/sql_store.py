@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
+from .. import metrics
 from ..compaction import fold
 from ..history import as_utc, check_limit, replay, sort_contributions
 from ..ports import (
@@ -155,6 +156,7 @@ class SqlStore:
                     # A fixed order, so two nodes saving the same documents cannot deadlock.
                     for name in sorted(batches):
                         _append_one(conn, name, batches[name])
+                metrics.STORE_LOG_BYTES.inc(sum(len(u.data) for b in batches.values() for u in b))
                 return
             except IntegrityError:
                 # Another node created a document row first; the next try updates it.
@@ -184,6 +186,7 @@ class SqlStore:
                 .where(_doc.c.name == name)
                 .values(snapshot=folded, snapshot_seq=last, updated_at=_now())
             )
+        metrics.STORE_SNAPSHOT_BYTES.inc(len(folded))
 
     def _history(
         self,
