@@ -110,7 +110,10 @@ def direct_load(url: str, repeats: int) -> dict[str, Any]:
             tail, snapshot = len(loaded.tail), len(loaded.snapshot or b"")
     finally:
         engine.dispose()
-    ms = lambda xs: round(statistics.median(xs) * 1000, 1)  # noqa: E731
+
+    def ms(xs: list[float]) -> float:
+        return round(statistics.median(xs) * 1000, 1)
+
     return {
         "ms": ms(total),
         "read_ms": ms(read),

@@ -158,8 +158,10 @@ class Store(Protocol):
         or none is. Raises on I/O failure."""
         ...
 
-    async def compact(self, name: DocumentName) -> None:
-        """Folds the tail into a new snapshot without changing the document's content."""
+    async def compact(self, name: DocumentName) -> int:
+        """Folds the tail into a new snapshot without changing the document's content, and
+        returns the snapshot's size as an update (before any compression the store
+        applies; 0 for a document never written). The log itself is kept."""
         ...
 
     async def history(
