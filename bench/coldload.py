@@ -5,11 +5,12 @@ takes a lesson of live ink from stock y-websocket clients (``bench/coldload_less
 until they have sent ``--mb`` MB of updates. Then, for each backend:
 
 - **mid-lesson load**: the store's ``load`` + building the document, measured in this
-  process while the room is still loaded (the tail as the lesson left it: what a node
-  that crashed, or a second node, would load);
-- the room is left empty until it unloads (``INKROOM_UNLOAD_GRACE``) and the node is
-  stopped; **write amplification** = bytes the store wrote (log + every snapshot, from the
-  node's ``inkroom_store_*_bytes_total`` counters) / update bytes the clients sent;
+  process while the room is still loaded (the tail as the lesson left it), then on a node:
+  the node is restarted (all saved, nothing folded) and a client joins (its
+  ``inkroom_load_seconds``: what a board reloaded mid-lesson costs);
+- that client leaves, the room unloads (``INKROOM_UNLOAD_GRACE``) and is folded;
+  **write amplification** = bytes the store wrote (log + every snapshot, from both nodes'
+  ``inkroom_store_*_bytes_total`` counters) / update bytes the clients sent;
 - **cold load after compaction**: ``load`` + building the document here (median of
   ``--repeats``), and a fresh node's own load time for the first join
   (``inkroom_load_seconds``), with the time the joining client waits for its sync.
@@ -187,6 +188,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def measure(workdir: Path, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("inkroom_store_log_bytes_total", "inkroom_store_snapshot_bytes_total")
     server = Server(INKROOM, free_port(), workdir)
     server.issue_tokens([ROOM], args.writers)
     server.start()
@@ -207,16 +209,25 @@ def measure(workdir: Path, url: str, args: argparse.Namespace) -> dict[str, Any]
         )
         lesson = json.loads(done.stdout.strip().splitlines()[-1])
         # Saves (and any compaction they start) finish while the room is still loaded.
-        settle(server.port, ("inkroom_store_log_bytes_total", "inkroom_compactions_total"))
+        settle(server.port, (*keys, "inkroom_compactions_total"))
         mid = direct_load(url, 1)
-        wait_for("unload", lambda: scrape(server.port).get("inkroom_rooms", 1) == 0, 300)
-        settle(server.port, ("inkroom_store_snapshot_bytes_total", "inkroom_compactions_total"))
-        counters = scrape(server.port)
+        lesson_node = scrape(server.port)
     finally:
+        # A stop with the board still loaded: everything is saved, nothing folded at
+        # unload (what a node restart or a crash after the last save leaves).
         server.stop()
-    log_bytes = counters.get("inkroom_store_log_bytes_total", 0.0)
-    snap_bytes = counters.get("inkroom_store_snapshot_bytes_total", 0.0)
-    sent = lesson["sent_bytes"]
+    # The board loads again on a node (its tail as the lesson left it), then everyone
+    # leaves: it unloads, and is folded.
+    again = Server(INKROOM, free_port(), workdir)
+    again.issue_tokens([ROOM], 1)
+    again.start()
+    try:
+        reload = node_join(again)
+        wait_for("unload", lambda: scrape(again.port).get("inkroom_rooms", 1) == 0, 300)
+        settle(again.port, (*keys, "inkroom_compactions_total"))
+        unload_node = scrape(again.port)
+    finally:
+        again.stop()
     cold = direct_load(url, args.repeats)
     fresh = Server(INKROOM, free_port(), workdir)
     fresh.issue_tokens([ROOM], 1)
@@ -225,13 +236,22 @@ def measure(workdir: Path, url: str, args: argparse.Namespace) -> dict[str, Any]
         joined = node_join(fresh)
     finally:
         fresh.stop()
+    sent = lesson["sent_bytes"]
+    both = (lesson_node, unload_node)
+    log_bytes = sum(c.get(keys[0], 0.0) for c in both)
+    snap_bytes = sum(c.get(keys[1], 0.0) for c in both)
+    bytes_in = lesson_node.get("inkroom_bytes_in_total", 0.0)
     return {
         "lesson": lesson,
         "log_bytes": int(log_bytes),
         "snapshot_bytes_written": int(snap_bytes),
-        "compactions": int(counters.get("inkroom_compactions_total", 0)),
+        "compactions": [int(c.get("inkroom_compactions_total", 0)) for c in both],
         "write_amplification": round((log_bytes + snap_bytes) / sent, 3),
+        # Against the sync messages as the node received them (their framing included).
+        "bytes_in": int(bytes_in),
+        "write_amplification_vs_bytes_in": round((log_bytes + snap_bytes) / max(1, bytes_in), 3),
         "mid_lesson_load": mid,
+        "mid_lesson_node": reload,
         "cold_load": cold,
         "node": joined,
     }

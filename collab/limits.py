@@ -60,7 +60,7 @@ class Limits:
     # snapshot sizes grow geometrically and their sum stays a fraction of the log. A tail
     # of ``compact_after_updates`` entries is folded whatever its size: each entry costs a
     # load time (applied, and read for the owners of its client ids).
-    compact_after_updates: int = 10_000
+    compact_after_updates: int = 50_000
     compact_after_bytes: int = 1024 * 1024
     compact_growth: float = 2.0
     # A room that unloads with at least this many log entries after its snapshot has them

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     # the stock client's "synced" then means "saved" (docs/collab.md).
     hold_sync_until_saved: bool = False
     # Fold the log into a snapshot after this many entries at most (collab/limits.py).
-    compact_after_updates: int = 10_000
+    compact_after_updates: int = 50_000
     compact_growth: float = 2.0
     static_dir: Path | None = None
     # Billing (Stripe). Without an API key billing is off and every classroom is free.
