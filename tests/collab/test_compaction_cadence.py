@@ -23,11 +23,13 @@ from sqlalchemy import update
 
 from collab.adapters.sql_store import DocumentRow, SqlStore
 from collab.compaction import COMPRESSED, fold, pack_snapshot, unpack_snapshot
+from collab.errors import InvalidUpdate
 from collab.journal import Journal
 from collab.limits import Limits
 from collab.memory import LocalBus, MemoryStore
 from collab.ports import DocumentName, Peer, Store, StoredUpdate
 from collab.registry import Registry
+from collab.updates import parse, writers
 from server.db import make_engine, migrate
 
 from .peers import ScriptedPeer, eventually, push
@@ -108,6 +110,20 @@ def test_a_fold_in_any_log_order_keeps_every_part(
     # The rest arrives as one merged update: applying out-of-order updates one at a time
     # can drop an item in pycrdt 0.14 (yrs' pending structs), whatever the fold did.
     assert _content([merge_updates(folded, *order[cut:])]) == _content(updates)
+
+
+@settings(max_examples=100, deadline=None)
+@given(plan=steps, data=st.data())
+def test_the_writers_of_an_update_read_from_its_header_match_a_full_parse(
+    plan: list[tuple[int, str, int, str]], data: st.DataObject
+) -> None:
+    """A load reads who wrote each tail entry from its header (one client) or a parse."""
+    updates = _history(plan)
+    some = data.draw(st.lists(st.sampled_from(updates), max_size=4)) if updates else []
+    for u in [*updates, merge_updates(*some)] if some else updates:
+        assert writers(u) == {client for client, _, _ in parse(u, values=False).groups}
+    with pytest.raises(InvalidUpdate):
+        writers(b"\x01\x05")
 
 
 def test_a_fold_keeps_what_out_of_order_application_would_drop() -> None:
