@@ -36,6 +36,7 @@ class Journal:
         on_dirty: Callable[[Journal], None],
         tail_updates: int = 0,
         tail_bytes: int = 0,
+        snapshot_bytes: int = 0,
     ) -> None:
         self.name = name
         self._on_dirty = on_dirty
@@ -48,6 +49,8 @@ class Journal:
         self.on_written: Callable[[int, bool], None] | None = None
         self.tail_updates = tail_updates
         self.tail_bytes = tail_bytes
+        # The snapshot's size as an update: compaction's cadence grows with it.
+        self.snapshot_bytes = snapshot_bytes
         # Updates recorded and updates stored since the room loaded: an update recorded
         # as number n is durable once ``stored >= n`` (saved acknowledgements).
         self.recorded = 0
@@ -83,10 +86,18 @@ class Journal:
             self.on_written(max(seqs, default=0), not self._pending)
 
     def needs_compaction(self, limits: Limits) -> bool:
-        return (
-            self.tail_updates >= limits.compact_after_updates
-            or self.tail_bytes >= limits.compact_after_bytes
+        """Whether the tail is long enough to fold (see :class:`Limits`): geometric in the
+        snapshot's size, so snapshots written sum to a fraction of the log."""
+        if not self.tail_updates:
+            return False
+        return self.tail_updates >= limits.compact_after_updates or self.tail_bytes >= max(
+            limits.compact_after_bytes, limits.compact_growth * self.snapshot_bytes
         )
+
+    def compacted(self, snapshot_bytes: int) -> None:
+        self.snapshot_bytes = snapshot_bytes
+        self.tail_updates = 0
+        self.tail_bytes = 0
 
 
 class Saver:
@@ -236,12 +247,18 @@ class Saver:
 
     async def _compact(self, journals: list[Journal]) -> None:
         for journal in journals:
-            try:
-                await self._store.compact(journal.name)
-            except Exception:
-                # The log is intact; compaction only speeds up the next load. Try later.
-                log.exception("compaction failed", extra={"document": journal.name})
-                continue
-            metrics.COMPACTIONS.inc()
-            journal.tail_updates = 0
-            journal.tail_bytes = 0
+            await self.compact(journal)
+
+    async def compact(self, journal: Journal) -> bool:
+        """Folds ``journal``'s document's tail into its snapshot; whether that worked. A
+        failure is logged: the log is intact, compaction only speeds up the next load."""
+        # Called with the saver's lock held (no write of this journal meanwhile), or for
+        # a room already unloaded (its journal takes no more updates).
+        try:
+            snapshot_bytes = await self._store.compact(journal.name)
+        except Exception:
+            log.exception("compaction failed", extra={"document": journal.name})
+            return False
+        metrics.COMPACTIONS.inc()
+        journal.compacted(snapshot_bytes)
+        return True

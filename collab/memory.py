@@ -54,12 +54,15 @@ class MemoryStore:
         for name, updates in batches.items():
             self.logs[name].extend(updates)
 
-    async def compact(self, name: DocumentName) -> None:
+    async def compact(self, name: DocumentName) -> int:
         self._check()
         upto = len(self.logs[name])
+        if upto <= self.compacted[name]:
+            return len(self.snapshots.get(name, b""))
         tail = [u.data for u in self.logs[name][self.compacted[name] : upto]]
         self.snapshots[name] = fold(self.snapshots.get(name), tail)
         self.compacted[name] = upto
+        return len(self.snapshots[name])
 
     def _entries(self, name: DocumentName) -> list[HistoryEntry]:
         return [

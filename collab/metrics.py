@@ -24,6 +24,12 @@ SAVE_LATENCY = Histogram(
 SAVE_FAILURES = Counter("inkroom_save_failures_total", "Failed store appends (retried)")
 COMPACTIONS = Counter("inkroom_compactions_total", "Snapshots written by compaction")
 LOAD_LATENCY = Histogram("inkroom_load_seconds", "Time to load a document from the store")
+# Write amplification: what the store wrote, against ``inkroom_bytes_in_total``-like counts
+# of what clients sent (bench/coldload.py divides the two).
+STORE_LOG_BYTES = Counter("inkroom_store_log_bytes_total", "Update bytes appended to the log")
+STORE_SNAPSHOT_BYTES = Counter(
+    "inkroom_store_snapshot_bytes_total", "Snapshot bytes written (as stored, after compression)"
+)
 REFUSED_WRITES = Counter(
     "inkroom_refused_writes_total",
     "Updates refused as a whole (pending structs or deletes, forged client ids)",

@@ -197,6 +197,7 @@ class Registry:
                 on_dirty=self._saver.mark_dirty,
                 tail_updates=len(loaded.tail),
                 tail_bytes=loaded.tail_bytes,
+                snapshot_bytes=len(loaded.snapshot or b""),
             )
             room = Room(
                 name,
@@ -266,6 +267,14 @@ class Registry:
             room.close()
         metrics.ROOMS.set(len(self._rooms))
         log.info("document unloaded", extra={"document": room.name})
+        if room.journal.tail_updates >= self.limits.fold_on_unload_updates:
+            # The next load (often a board left mid-lesson) reads one snapshot instead of
+            # the tail. The store folds from its own rows, so a reload meanwhile (or
+            # another node's writes) can only leave a longer tail, never a wrong one.
+            self._spawn(self._fold(room), f"fold:{room.name}")
+
+    async def _fold(self, room: Room) -> None:
+        await self._saver.compact(room.journal)
 
     async def _anti_entropy_forever(self) -> None:
         interval = self.limits.anti_entropy_interval

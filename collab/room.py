@@ -36,7 +36,7 @@ from .protocol import (
     encode_update,
 )
 from .replication import Replicator
-from .updates import decode_state_vector, parse
+from .updates import decode_state_vector, parse, writers
 
 log = logging.getLogger("inkroom.collab.room")
 
@@ -470,7 +470,7 @@ def _build_index(
         if author is None:
             continue
         try:
-            clients = {client for client, _, _ in parse(data, values=False).groups}
+            clients = writers(data)
         except InvalidUpdate:
             continue
         for client in clients:

@@ -380,6 +380,20 @@ def parse(data: bytes, *, values: bool = True) -> Update:
     return Update(groups, {c: rs for c, rs in deletes.items() if rs}, data)
 
 
+def writers(data: bytes) -> set[int]:
+    """The client ids whose structs ``data`` carries. A client's own change (nearly every
+    logged entry) has one: read from the header alone, where :func:`parse` walks every
+    struct (29,000 entries of a lesson's tail took 0.64 s to parse at a room's load).
+
+    Raises:
+        InvalidUpdate: malformed input (parsed in full when it has other than one client).
+    """
+    r = _Reader(data)
+    if r.var_uint() == 1 and r.var_uint() > 0:
+        return {r.var_uint()}
+    return {client for client, _, _ in parse(data, values=False).groups}
+
+
 def encode_delete_set(deletes: Mapping[int, Iterable[tuple[int, int]]]) -> bytes:
     parts = []
     items = [(c, list(rs)) for c, rs in deletes.items()]

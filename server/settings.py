@@ -50,7 +50,9 @@ class Settings(BaseSettings):
     # The first SyncStep2 to a client waits until that client's offline edits are stored:
     # the stock client's "synced" then means "saved" (docs/collab.md).
     hold_sync_until_saved: bool = False
-    compact_after_updates: int = 500
+    # Fold the log into a snapshot after this many entries at most (collab/limits.py).
+    compact_after_updates: int = 50_000
+    compact_growth: float = 2.0
     static_dir: Path | None = None
     # Billing (Stripe). Without an API key billing is off and every classroom is free.
     stripe_api_key: str | None = Field(default=None, repr=False)
@@ -114,6 +116,7 @@ class Settings(BaseSettings):
             save_max_delay=self.save_max_delay,
             hold_sync_until_saved=self.hold_sync_until_saved,
             compact_after_updates=self.compact_after_updates,
+            compact_growth=self.compact_growth,
             anti_entropy_interval=self.anti_entropy_interval,
         )
 

@@ -1,8 +1,10 @@
 """The :class:`~collab.ports.Store` on SQL (SQLite file by default, PostgreSQL by URL).
 
 Two tables. ``collab_document`` holds one row per document: its sequence counter and the
-latest snapshot with the sequence number it covers. ``collab_update`` is the append-only
-log: every update with its author and time, never deleted, so history can be replayed.
+latest snapshot with the sequence number it covers (deflated behind a marker since issue
+13; plain snapshots written before still load, see :mod:`collab.compaction`).
+``collab_update`` is the append-only log: every update with its author and time, never
+deleted, so history can be replayed.
 
 Sequence numbers are allocated by incrementing the document row inside the appending
 transaction, which serialises appends per document across nodes: sequence order is commit
@@ -33,7 +35,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
-from ..compaction import fold
+from .. import metrics
+from ..compaction import fold, pack_snapshot, unpack_snapshot
 from ..history import as_utc, check_limit, replay, sort_contributions
 from ..ports import (
     Contribution,
@@ -107,8 +110,8 @@ class SqlStore:
         if work:
             await asyncio.to_thread(self._append, work)
 
-    async def compact(self, name: DocumentName) -> None:
-        await asyncio.to_thread(self._compact, name)
+    async def compact(self, name: DocumentName) -> int:
+        return await asyncio.to_thread(self._compact, name)
 
     async def history(
         self,
@@ -141,6 +144,8 @@ class SqlStore:
             if row is None:
                 return LoadedDocument(None, [])
             snapshot, since = row
+            if snapshot is not None:
+                snapshot = unpack_snapshot(snapshot)
             rows = conn.execute(
                 select(_upd.c.data, _upd.c.author)
                 .where(_upd.c.document == name, _upd.c.seq > since)
@@ -155,13 +160,14 @@ class SqlStore:
                     # A fixed order, so two nodes saving the same documents cannot deadlock.
                     for name in sorted(batches):
                         _append_one(conn, name, batches[name])
+                metrics.STORE_LOG_BYTES.inc(sum(len(u.data) for b in batches.values() for u in b))
                 return
             except IntegrityError:
                 # Another node created a document row first; the next try updates it.
                 if attempt == 2:
                     raise
 
-    def _compact(self, name: str) -> None:
+    def _compact(self, name: str) -> int:
         with self._engine.begin() as conn:
             row = conn.execute(
                 select(_doc.c.snapshot, _doc.c.snapshot_seq, _doc.c.last_seq)
@@ -169,21 +175,27 @@ class SqlStore:
                 .with_for_update()
             ).first()
             if row is None:
-                return
-            snapshot, since, last = row
+                return 0
+            stored, since, last = row
+            snapshot = unpack_snapshot(stored) if stored is not None else None
             if last <= since:
-                return
+                return len(snapshot or b"")
             tail = conn.execute(
                 select(_upd.c.data)
                 .where(_upd.c.document == name, _upd.c.seq > since, _upd.c.seq <= last)
                 .order_by(_upd.c.seq)
             ).scalars()
             folded = fold(snapshot, list(tail))
+            packed = pack_snapshot(folded)
+            # Never behind what is there: SQLite takes no row lock on the read above, so
+            # two compactions can overlap, and the one that read less must not win.
             conn.execute(
                 update(_doc)
-                .where(_doc.c.name == name)
-                .values(snapshot=folded, snapshot_seq=last, updated_at=_now())
+                .where(_doc.c.name == name, _doc.c.snapshot_seq < last)
+                .values(snapshot=packed, snapshot_seq=last, updated_at=_now())
             )
+        metrics.STORE_SNAPSHOT_BYTES.inc(len(packed))
+        return len(folded)
 
     def _history(
         self,
@@ -239,7 +251,7 @@ class SqlStore:
             ).first()
             snapshot, since = (None, 0)
             if row is not None and row.snapshot is not None and 0 < row.snapshot_seq <= upto:
-                snapshot, since = row.snapshot, row.snapshot_seq
+                snapshot, since = unpack_snapshot(row.snapshot), row.snapshot_seq
             tail = conn.execute(
                 select(_upd.c.data)
                 .where(_upd.c.document == name, _upd.c.seq > since, _upd.c.seq <= upto)

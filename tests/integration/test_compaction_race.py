@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,7 +84,7 @@ def test_compaction_racing_appends_from_two_nodes_never_loses_an_update(
 
     async def run() -> list[Any]:
         now = datetime.now(UTC)
-        calls = []
+        calls: list[Coroutine[Any, Any, object]] = []
         for node, kind, n in plan:
             store = stores[node]
             if kind == "compact":
