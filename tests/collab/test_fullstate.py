@@ -133,6 +133,18 @@ def test_a_joiner_gets_exactly_the_current_document(
     asyncio.run(run())
 
 
+async def _loaded(
+    stack: AsyncExitStack, registry: Registry, strokes: int
+) -> tuple[Room, ScriptedPeer]:
+    """A tutor who filled the board with ``strokes`` strokes, and the board's room."""
+    writer = await ScriptedPeer(registry, NAME, TUTOR).start(stack)
+    source = board(strokes)
+    await writer.edit(lambda d: d.apply_update(source.get_update()))
+    room = registry.rooms[NAME]
+    await settled(room, writer)
+    return room, writer
+
+
 def test_joiners_share_one_encoding_until_the_document_outgrows_it() -> None:
     async def run() -> None:
         async with AsyncExitStack() as stack:
@@ -141,11 +153,7 @@ def test_joiners_share_one_encoding_until_the_document_outgrows_it() -> None:
             )
             stack.callback(setattr, fullstate, "REBUILD_MIN_BYTES", REBUILD_MIN_BYTES)
             fullstate.REBUILD_MIN_BYTES = 2048
-            writer = await ScriptedPeer(registry, NAME, TUTOR).start(stack)
-            source = board(600)
-            await writer.edit(lambda d: d.apply_update(source.get_update()))
-            room = registry.rooms[NAME]
-            await settled(room, writer)
+            room, writer = await _loaded(stack, registry, 600)
 
             first = await ScriptedPeer(registry, NAME, joiner(1)).start(stack)
             shared = room._full
@@ -188,11 +196,7 @@ def test_a_large_change_since_the_shared_state_is_cut_once_for_every_joiner() ->
             registry = await stack.enter_async_context(
                 Registry(MemoryStore(), LocalBus(), limits=Limits())
             )
-            writer = await ScriptedPeer(registry, NAME, TUTOR).start(stack)
-            source = board(1500)
-            await writer.edit(lambda d: d.apply_update(source.get_update()))
-            room = registry.rooms[NAME]
-            await settled(room, writer)
+            room, writer = await _loaded(stack, registry, 1500)
             first = await ScriptedPeer(registry, NAME, joiner(1)).start(stack)
             shared = room._full
             assert shared is not None

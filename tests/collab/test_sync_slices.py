@@ -28,6 +28,17 @@ TUTOR = Peer("tutor-1", "Ada", "tutor")
 STUDENT = Peer("student-1", "Bo", "student")
 
 
+def _rebuilt(frames: list[bytes]) -> Any:
+    """The board that the sync frames among ``frames`` build, applied in order."""
+    rebuilt: Doc[Any] = Doc()
+    for f in frames:
+        if f[0] == 0:
+            message = decode(f)
+            assert isinstance(message, SyncUpdate | SyncStep2)
+            rebuilt.apply_update(message.update)
+    return rebuilt.get("shapes", type=Map).to_py()
+
+
 class Recorder:
     """A transport that records frames and lets a test act after each one."""
 
@@ -83,13 +94,7 @@ async def test_reply_leaves_as_updates_then_a_last_sync_step2_with_frames_betwee
     assert set(kinds[:-1]) - {"SyncUpdate"} == {b"\x01live"}
     assert kinds.index(b"\x01live") < 4  # right after the slice it was queued behind
     assert max(len(f) for f in connection.frames) <= SYNC_SLICE_BYTES + 16
-    rebuilt: Doc[Any] = Doc()
-    for f in connection.frames:
-        if f[0] == 0:
-            message = decode(f)
-            assert isinstance(message, SyncUpdate | SyncStep2)
-            rebuilt.apply_update(message.update)
-    assert rebuilt.get("shapes", type=Map).to_py() == doc.get("shapes", type=Map).to_py()
+    assert _rebuilt(connection.frames) == doc.get("shapes", type=Map).to_py()
 
 
 async def test_frames_queued_behind_a_reply_in_flight_keep_the_byte_bound() -> None:
@@ -195,10 +200,4 @@ async def test_shared_slices_leave_in_bounded_batches_with_frames_between() -> N
     live = connection.frames.index(b"\x01live")
     assert live == len(connection.batches[0])  # right after the batch it was queued behind
     assert type(decode(connection.frames[-1])).__name__ == "SyncStep2"
-    rebuilt: Doc[Any] = Doc()
-    for f in connection.frames:
-        if f[0] == 0:
-            message = decode(f)
-            assert isinstance(message, SyncUpdate | SyncStep2)
-            rebuilt.apply_update(message.update)
-    assert rebuilt.get("shapes", type=Map).to_py() == doc.get("shapes", type=Map).to_py()
+    assert _rebuilt(connection.frames) == doc.get("shapes", type=Map).to_py()
