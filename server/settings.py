@@ -34,9 +34,11 @@ class Settings(BaseSettings):
     # Only connections silent for an interval are pinged (server/ws_protocol.Keepalive).
     # The clients see a dead link much sooner on their own (the web client after 4 s of
     # silence), and stock clients drop other users' stale presence after 30 s; this is
-    # about freeing a vanished client's seat and cursor, at 67 pings/s per 1,000 idle
-    # connections (bench/RESULTS.md).
-    ws_ping_interval: float = 15.0
+    # about freeing a vanished client's seat and cursor. 20 s, longer than the 15 s at
+    # which a stock client renews its presence, so a live client is never pinged at all;
+    # 50 pings/s per 1,000 connections that send nothing (bench/RESULTS.md), and a dead
+    # link found within 30 s, when stock clients drop its presence too.
+    ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 10.0
     max_message_bytes: int = 16 * 1024 * 1024
     outbox_messages: int = 1024

@@ -74,6 +74,9 @@ class Sfu:
     ) -> None:
         self.config = config or SfuConfig()
         self.calls: dict[str, Call] = {}
+        # Set while any call is open: the speech watcher sleeps on it otherwise, so an
+        # idle node with no call does not wake ten times a second.
+        self._calls_open = asyncio.Event()
         # Placement across nodes (sfu/placement.py): alone, every call is this node's.
         self.leases: Leases = leases or LocalLeases()
         self.me = me or Host("local", "")
@@ -126,6 +129,7 @@ class Sfu:
     async def _watch_speech(self) -> None:
         links_checked = time.monotonic()
         while True:
+            await self._calls_open.wait()
             await asyncio.sleep(self.config.speech_check_interval)
             now = time.monotonic()
             for call in tuple(self.calls.values()):
@@ -204,6 +208,7 @@ class Sfu:
             call = Call(classroom, self.config, self._spawn, self._policies.get(classroom))
             call.placed = leased
             self.calls[classroom] = call
+            self._calls_open.set()
             metrics.CALLS.set(len(self.calls))
             log.info("call opened", extra={"classroom": classroom})
         try:
@@ -232,6 +237,8 @@ class Sfu:
     async def _close_call(self, call: Call) -> None:
         if self.calls.get(call.classroom) is call:
             del self.calls[call.classroom]
+            if not self.calls:
+                self._calls_open.clear()
             metrics.CALLS.set(len(self.calls))
             log.info("call closed", extra={"classroom": call.classroom})
         await call.close()
