@@ -19,6 +19,8 @@
 // * permanent refusals (close codes 44xx: bad or expired token, forbidden document) stop
 //   the retry loop; the provider emits 'closed'. A messageAuth permission-denied (a
 //   locked board, a read-only role) is surfaced instead of only logged.
+// * no long task while a board streams in: the provider's sockets hand their messages to
+//   an Inbox (inbox.ts), which applies a large sync in pieces across tasks, in order.
 
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
@@ -27,6 +29,8 @@ import * as awarenessProtocol from 'y-protocols/awareness'
 import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
 import * as authProtocol from 'y-protocols/auth'
+import { Inbox } from './inbox'
+import { yieldToPage } from './store'
 
 export const HEARTBEAT_IDLE = 2500
 export const HEARTBEAT_TIMEOUT = 4000
@@ -67,6 +71,37 @@ interface Probe {
   ws: WebSocket
   sentAt: number
   acks: boolean
+}
+
+/**
+ * A WebSocket whose `onmessage` (the provider sets it once per socket, and null when it
+ * lets the socket go) receives the messages through an Inbox. `onArrive` runs as each
+ * message arrives, before it may wait in the queue.
+ */
+function inboxSocket(onArrive: (ws: WebSocket) => void): typeof WebSocket {
+  return class InboxSocket extends WebSocket {
+    constructor(url: string | URL, protocols?: string | string[]) {
+      super(url, protocols)
+      let handler: ((this: WebSocket, ev: MessageEvent) => unknown) | null = null
+      const inbox = new Inbox(
+        // The provider reads `new Uint8Array(event.data)`: a copy of the piece, a few KiB.
+        (msg) => handler?.call(this, new MessageEvent('message', { data: msg })),
+        { yieldToPage },
+      )
+      Object.defineProperty(this, 'onmessage', {
+        get: () => handler,
+        set: (fn: typeof handler) => {
+          handler = fn
+          if (fn === null) inbox.close()
+        },
+      })
+      this.addEventListener('message', (ev: MessageEvent) => {
+        onArrive(this)
+        if (ev.data instanceof ArrayBuffer) inbox.push(new Uint8Array(ev.data))
+        else console.warn('inkroom: a text frame from the server was ignored')
+      })
+    }
+  }
 }
 
 export class Link {
@@ -126,6 +161,10 @@ export class Link {
       params: { token: opts.token },
       disableBc: true,
       maxBackoffTime: MAX_BACKOFF,
+      WebSocketPolyfill: inboxSocket((ws) => {
+        // Arriving bytes prove the link, even while they wait behind a large sync.
+        if (this.provider.ws === ws) this.provider.wsLastMessageReceived = Date.now()
+      }),
     })
     // The provider computes min(2^n * 100 ms, maxBackoffTime) right after this event:
     // setting the cap to a random point below the next step gives that delay jitter.
