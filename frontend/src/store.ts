@@ -28,8 +28,10 @@ const TASK_MS = 16
 export const SLICE_BYTES = 4 * 1024
 /** A stored record this large is compacted (into slices) before it is applied. */
 const LARGE_RECORD = 24 * 1024
-/** Compacts once this many records have piled up. */
+/** Compacts once this many records have piled up (after the burst that brought them). */
 const COMPACT_RECORDS = 400
+/** ...or at once past this many, even mid-burst, so the record count stays bounded. */
+const COMPACT_RECORDS_NOW = 4000
 const COMPACT_DEADLINE_MS = 60_000
 /** Large records (a first sync's slices) are compacted this long after the last one. */
 const COMPACT_LARGE_AFTER_MS = 2000
@@ -116,12 +118,17 @@ export class LocalStore {
     done(tx)
       .catch(() => undefined)
       .finally(() => (this.inflight -= 1))
-    if (this.records > COMPACT_RECORDS) {
+    if (this.records > COMPACT_RECORDS_NOW) {
       this.records = 0
+      clearTimeout(this.largeTimer)
+      this.largeTimer = undefined
       void this.compact().then(() => this.count())
-    } else if (large) {
+    } else if (large || this.records > COMPACT_RECORDS) {
       // A first sync or a large catch-up: once it has all arrived, rewrite it as small
-      // slices in the background, so the next reload applies it in short tasks.
+      // slices in the background, so the next reload applies it in short tasks. Not
+      // while it streams in (a first sync applied in pieces is ~800 records): with the
+      // compaction started mid-stream, a reload right after the board showed found this
+      // copy behind and asked the server for 52-65 KB again (2 of 3 runs).
       clearTimeout(this.largeTimer)
       this.largeTimer = setTimeout(() => {
         this.largeTimer = undefined
