@@ -207,13 +207,15 @@ class Inspector:
         }
 
 
+def _deleted(conn: sa.Connection, name: str) -> bool:
+    query = sa.select(deletion_table.c.name).where(deletion_table.c.name == name)
+    return conn.execute(query).first() is not None
+
+
 async def document_deleted(state: AppState, name: str) -> bool:
     def read() -> bool:
         with state.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(deletion_table.c.name).where(deletion_table.c.name == name)
-            ).first()
-        return row is not None
+            return _deleted(conn, name)
 
     return await asyncio.to_thread(read)
 
@@ -232,10 +234,9 @@ async def join_refusal(state: AppState, document: str) -> ServerError | None:
             ).first()
             if archived is not None and archived[0] is not None:
                 return ClassroomArchived("archived")
-            deleted = conn.execute(
-                sa.select(deletion_table.c.name).where(deletion_table.c.name == document)
-            ).first()
-        return NotFound("this document was deleted") if deleted is not None else None
+            if _deleted(conn, document):
+                return NotFound("this document was deleted")
+        return None
 
     return await asyncio.to_thread(read)
 

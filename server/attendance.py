@@ -119,41 +119,11 @@ def _stay(v: Visit) -> Visit:
 
 
 class Attendance:
-    """Synchronous; the connection tracker calls it through ``asyncio.to_thread``."""
+    """Synchronous: :class:`VisitLog` calls :meth:`record` in a worker thread."""
 
     def __init__(self, engine: Engine, node: str = NODE) -> None:
         self._engine = engine
         self._node = node
-
-    def opened(
-        self,
-        *,
-        classroom: str,
-        document: str,
-        user_id: str,
-        name: str,
-        role: str,
-        device: str,
-        address: str,
-        at: datetime | None = None,
-    ) -> int:
-        with self._engine.begin() as conn:
-            result = conn.execute(
-                attendance_table.insert().values(
-                    classroom=classroom[:128],
-                    document=document[:512],
-                    user_id=user_id[:255],
-                    name=name[:80],
-                    role=role[:16],
-                    device=device[:255],
-                    address=address[:64],
-                    node=self._node,
-                    joined_at=at or datetime.now(UTC),
-                )
-            )
-            key = result.inserted_primary_key
-            assert key is not None
-            return int(key[0])
 
     def record(
         self, rows: Sequence[dict[str, Any]], closes: Sequence[tuple[int, datetime]]
@@ -177,14 +147,6 @@ class Attendance:
                     [{"visit": visit, "left": at} for visit, at in closes],
                 )
         return ids
-
-    def closed(self, visit_id: int, at: datetime | None = None) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(
-                attendance_table.update()
-                .where(attendance_table.c.id == visit_id, attendance_table.c.left_at.is_(None))
-                .values(left_at=at or datetime.now(UTC))
-            )
 
     def visits(
         self,
@@ -220,8 +182,12 @@ class Attendance:
         return visits
 
 
-_LIMITS = {"classroom": 128, "document": 512, "user_id": 255, "name": 80, "role": 16}
-_LIMITS |= {"device": 255, "address": 64}
+# Text is cut to its column's length (a user agent can be any length).
+_LIMITS = {
+    c.name: c.type.length
+    for c in attendance_table.columns
+    if isinstance(c.type, sa.String) and c.type.length is not None
+}
 
 
 def _clip(row: dict[str, Any]) -> dict[str, Any]:
@@ -286,13 +252,10 @@ class VisitLog:
         while self._writer is not None and not self._writer.done():
             await asyncio.shield(self._writer)
 
-    async def aclose(self) -> None:
-        """Writes what is pending (shutdown)."""
-        await self.flush()
-
     def _start(self) -> None:
         if self._writer is None or self._writer.done():
-            # Owned here: :meth:`aclose` waits for it; it ends when nothing is pending.
+            # Owned here: :meth:`flush` waits for it (Connections.aclose at shutdown); it
+            # ends when nothing is pending.
             self._writer = asyncio.get_running_loop().create_task(self._write())
 
     async def _write(self) -> None:

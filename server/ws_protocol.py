@@ -324,21 +324,9 @@ class InkroomWebSocketProtocol(WebSocketsSansIOProtocol):
         message goes through websockets' own encoder, which compresses it; a small one is
         framed here, plain, as without the extension.
         """
-        # Inlined (not _can_write/_wire): this is the relay's per-delivery hot path.
-        if (
-            not self.handshake_complete
-            or self.close_sent
-            or self.disconnected
-            or not self.writable.is_set()
-            or self.transport.is_closing()
-        ):
+        if not self._can_write():
             return False
-        if len(data) < COMPRESS_MIN_BYTES:
-            self.transport.write(binary_frame(data))
-        elif self.conn.extensions:
-            self.transport.write(WIRE_CACHE.frame(self.conn, data))
-        else:
-            self.transport.write(WIRE_CACHE.plain(data))
+        self.transport.write(self._wire(data))
         return True
 
     def send_many_nowait(self, messages: Sequence[bytes]) -> bool:
