@@ -299,6 +299,16 @@ async function stateAt(source: ReplaySource, at: string): Promise<Uint8Array> {
   return new Uint8Array(await res.arrayBuffer())
 }
 
+function pageListOf(update: Uint8Array): PageView[] {
+  const doc = new Y.Doc()
+  try {
+    Y.applyUpdate(doc, update)
+    return new Board(doc).pageList()
+  } finally {
+    doc.destroy()
+  }
+}
+
 async function allEntries(source: ReplaySource): Promise<Entry[]> {
   const out: Entry[] = []
   let after = 0
@@ -326,10 +336,26 @@ function Replay({ name, source }: { name: string; source: ReplaySource }) {
   const boardRef = useRef<HTMLDivElement>(null)
   const authors = [...new Set(entries.value.map((e) => e.author ?? ''))]
 
+  // Every page a board has had is listed, whatever moment is drawn: a page added late and
+  // deleted later still shows in the list, and says it was not there at earlier moments.
+  function learnPages(here: PageView[]) {
+    const known = new Map(pages.value.map((p) => [p.id, p]))
+    if (!here.some((p) => !known.has(p.id))) return
+    for (const p of here) known.set(p.id, p)
+    pages.value = [...known.values()].sort((a, b) => (a.o < b.o ? -1 : a.o > b.o ? 1 : a.id < b.id ? -1 : 1))
+  }
+
   useEffect(() => {
     if (!name) return
     allEntries(source)
-      .then((list) => ((entries.value = list), (index.value = list.length - 1)))
+      .then(async (list) => {
+        // The page list is known before the slider shows, so it never depends on which
+        // moment the slider reached first.
+        const last = list[list.length - 1]
+        if (last) learnPages(pageListOf(await stateAt(source, last.at)))
+        entries.value = list
+        index.value = list.length - 1
+      })
       .catch((e: ApiError) => (problem.value = e.message))
   }, [name])
 
@@ -345,11 +371,7 @@ function Replay({ name, source }: { name: string; source: ReplaySource }) {
         Y.applyUpdate(doc, update)
         const board = new Board(doc)
         const here = board.pageList()
-        const known = new Map(pages.value.map((p) => [p.id, p]))
-        if (here.some((p) => !known.has(p.id))) {
-          for (const p of here) known.set(p.id, p)
-          pages.value = [...known.values()].sort((a, b) => (a.o < b.o ? -1 : a.o > b.o ? 1 : a.id < b.id ? -1 : 1))
-        }
+        learnPages(here)
         const exists = here.some((p) => p.id === page.value)
         const shapes = exists ? board.pageShapes(page.value) : []
         const drawn = byAuthor.value ? shapes.map((s) => ({ ...s, c: colourOf(authors, s.a) })) : shapes
