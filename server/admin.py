@@ -13,7 +13,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from pycrdt import Doc, Map
 
 from collab.adapters.sql_store import SqlStore
@@ -23,21 +22,11 @@ from collab.ports import DocumentName, PastState, Store
 from collab.updates import decode_state_vector
 
 from . import cluster
-from .accounts import classroom_table
 from .attendance import Attendance, presence
 from .classroom import OVERRIDES, ROLE_KEY, class_of, role_overrides
-from .connections import classroom_of
-from .errors import ClassroomArchived, NotFound, ServerError
+from .deletions import deletion_table, is_deleted
+from .errors import NotFound
 from .state import AppState
-
-metadata = sa.MetaData()  # tables created by migration 0004
-deletion_table = sa.Table(
-    "document_deletion",
-    metadata,
-    sa.Column("name", sa.String(512), primary_key=True),
-    sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("deleted_by", sa.String(255), nullable=False),
-)
 
 
 class Inspector:
@@ -174,7 +163,7 @@ class Inspector:
     # -- deletion --------------------------------------------------------------------
 
     async def deleted(self, name: str) -> bool:
-        return await document_deleted(self._state, name)
+        return await asyncio.to_thread(is_deleted, self._state.engine, name)
 
     def set_deleted(self, name: str, deleted: bool, actor: str) -> None:
         with self._state.engine.begin() as conn:
@@ -190,6 +179,7 @@ class Inspector:
         """Hides the document: new connections are refused (4404), open ones ended. Its
         log is kept, so :meth:`undelete` brings it back whole."""
         await asyncio.to_thread(self.set_deleted, name, True, actor)
+        self._state.join_gate.forget(document=name)
         ended = await cluster.end(self._state, None, name, CloseCode.NOT_FOUND, "document deleted")
         return int(ended["ended"])
 
@@ -205,40 +195,6 @@ class Inspector:
             "present": [v.public() for v in presence(visits)],
             "connections": [{**v.public(), "document": v.document} for v in visits],
         }
-
-
-def _deleted(conn: sa.Connection, name: str) -> bool:
-    query = sa.select(deletion_table.c.name).where(deletion_table.c.name == name)
-    return conn.execute(query).first() is not None
-
-
-async def document_deleted(state: AppState, name: str) -> bool:
-    def read() -> bool:
-        with state.engine.connect() as conn:
-            return _deleted(conn, name)
-
-    return await asyncio.to_thread(read)
-
-
-async def join_refusal(state: AppState, document: str) -> ServerError | None:
-    """Why a new connection to ``document`` is refused (its classroom archived, the
-    document deleted), or ``None``. Both are read in one thread hand-off on one database
-    connection: every join asks, and the hand-offs were a tenth of a join's cost."""
-
-    def read() -> ServerError | None:
-        with state.engine.connect() as conn:
-            archived = conn.execute(
-                sa.select(classroom_table.c.archived_at).where(
-                    classroom_table.c.id == classroom_of(document)
-                )
-            ).first()
-            if archived is not None and archived[0] is not None:
-                return ClassroomArchived("archived")
-            if _deleted(conn, document):
-                return NotFound("this document was deleted")
-        return None
-
-    return await asyncio.to_thread(read)
 
 
 def billing_attendance(state: AppState, account_id: str | None) -> list[dict[str, Any]]:
@@ -263,4 +219,4 @@ def billing_attendance(state: AppState, account_id: str | None) -> list[dict[str
     ]
 
 
-__all__ = ["Inspector", "NotFound", "billing_attendance", "document_deleted", "join_refusal"]
+__all__ = ["Inspector", "NotFound", "billing_attendance"]

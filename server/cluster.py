@@ -109,6 +109,10 @@ def answerer(state: AppState) -> AskHandler:
             rooms, cut = local_rooms(state)
             return json.dumps({"rooms": rooms, "truncated": cut}).encode()
         if op == "end":
+            if body.get("document") is not None:
+                # A deletion asks every node to end the document's connections: new joins
+                # to it must not pass on a verdict kept from before (server/join_gate.py).
+                state.join_gate.forget(document=str(body["document"]))
             ended = end_local(
                 state, body.get("user"), body.get("document"), body["code"], body["reason"]
             )

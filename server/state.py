@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,9 @@ from .attendance import Attendance, VisitLog
 from .audit import AuditLog
 from .check_reports import POSTS_PER_HOUR, CheckReports
 from .connections import Connections
+from .deletions import join_refusal
+from .errors import ServerError
+from .join_gate import JoinGate
 from .quotas import ConnectionQuotas
 from .settings import Settings
 from .web import Attempts
@@ -41,6 +45,7 @@ class AppState:
     directory: Directory = field(init=False)
     admission: Admission = field(init=False)
     connections: Connections = field(init=False)
+    join_gate: JoinGate = field(init=False)
     audit: AuditLog = field(init=False)
     # Refused admin calls per address: each writes a permanent audit row, so an anonymous
     # flood is answered 429 (and only logged) past this rate.
@@ -55,8 +60,12 @@ class AppState:
         self.directory = Directory(self.engine, session_ttl=self.settings.session_ttl)
         self.connections = Connections(self.registry, VisitLog(Attendance(self.engine)))
         self.admission = Admission(lambda: self.billing, self.directory)
+        self.join_gate = JoinGate(self._read_join_refusal)
         self.audit = AuditLog(self.engine)
         self.check_reports = CheckReports(self.engine)
         s = self.settings
         self.signin_by_email = Attempts(s.signin_attempts, s.signin_window)
         self.signin_by_address = Attempts(s.signin_attempts * 6, s.signin_window)
+
+    async def _read_join_refusal(self, document: str) -> ServerError | None:
+        return await asyncio.to_thread(join_refusal, self.engine, document)

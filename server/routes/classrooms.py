@@ -190,6 +190,7 @@ async def update_classroom(request: Request) -> Response:
         if "archived" in body:
             archived = body["archived"] is True
             classroom = await run(state.directory.set_archived, classroom.id, archived)
+            state.join_gate.forget(classroom=classroom.id)
             if archived:
                 await state.connections.end_classroom(classroom.id, 4410, ARCHIVED)
     except AccountError as exc:

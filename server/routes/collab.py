@@ -13,7 +13,6 @@ from collab.ports import Disconnected, DocumentName
 from collab.protocol import PermissionDenied
 from collab.session import serve
 
-from ..admin import join_refusal
 from ..auth import Claims, Role, authorize, require_document, verify
 from ..classroom import CLASS_SUFFIX, class_of
 from ..connections import classroom_of
@@ -104,7 +103,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         claims = verify(state.secret, websocket.query_params.get("token"))
         authorize(claims, document)
         require_document(claims, document)
-        refusal = await join_refusal(state, document)
+        refusal = await state.join_gate.refusal(document)
         if refusal is not None:
             raise refusal
         lease = state.quotas.acquire(claims.user_id, claims.classroom)
