@@ -45,7 +45,7 @@ from websockets.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory,
 )
 from websockets.frames import Frame, Opcode
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 from websockets.typing import ExtensionParameter
 
@@ -393,11 +393,30 @@ class InkroomWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
+        self._forget_request()
         scope = getattr(self, "scope", None)
         if scope is not None:
             scope["extensions"][EXTENSION] = self.send_nowait
             scope["extensions"][EXTENSION_MANY] = self.send_many_nowait
             scope["extensions"][EXTENSION_DRAINED] = self.drained
+
+    def _forget_request(self) -> None:
+        """Swaps websockets' parser for a frame parser that never saw the request.
+
+        The server's parser reads the HTTP request into a local variable and then parses
+        frames in the same generator for the connection's whole life, so the request and
+        its headers (2-3 KB) stay alive with it. The swap happens only where the old
+        parser holds no partial frame: waiting at a frame boundary for the next byte.
+        """
+        parser = self.conn.parser
+        frames = getattr(parser, "gi_yieldfrom", None)  # websockets' Protocol.parse
+        waiting = getattr(frames, "gi_yieldfrom", None)
+        if getattr(getattr(waiting, "gi_code", None), "co_name", "") != "at_eof":
+            return
+        fresh = Protocol.parse(self.conn)
+        next(fresh)  # runs to the same wait: no data is buffered
+        self.conn.parser = fresh
+        parser.close()
 
     def send_nowait(self, data: bytes) -> bool:
         """Writes ``data`` as one binary message now; ``False`` if it would have to wait.
