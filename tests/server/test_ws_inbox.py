@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 from websockets.asyncio.client import connect
 
-from server.ws_protocol import INBOX_BYTES, Inbox, InkroomWebSocketProtocol
+from server.ws_protocol import INBOX_BYTES, Flag, Inbox, InkroomWebSocketProtocol
 
 from .live import free_port
 
@@ -169,3 +169,20 @@ async def test_the_request_is_not_kept_for_the_connections_life_and_frames_still
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, 15)
+
+
+async def test_the_writable_flag_releases_every_waiter_on_set_and_forgets_cancelled_ones() -> None:
+    flag = Flag()
+    assert flag.is_set()
+    assert await flag.wait()  # set: no wait at all
+    flag.clear()
+    waiters = [asyncio.create_task(flag.wait()) for _ in range(3)]
+    gone = asyncio.create_task(flag.wait())
+    await asyncio.sleep(0)
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert not any(w.done() for w in waiters)
+    flag.set()
+    assert await asyncio.wait_for(asyncio.gather(*waiters), 5) == [True, True, True]
+    assert flag.is_set()
