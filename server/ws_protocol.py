@@ -32,6 +32,7 @@ import asyncio
 import itertools
 import struct
 import weakref
+import zlib
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any, Final
@@ -304,9 +305,48 @@ def _size(message: Any) -> int:
 class LargeMessageDeflate(PerMessageDeflate):
     """permessage-deflate that leaves messages under ``min_bytes`` uncompressed."""
 
-    def __init__(self, *args: Any, min_bytes: int = COMPRESS_MIN_BYTES) -> None:
-        super().__init__(*args)
+    def __init__(
+        self,
+        remote_no_context_takeover: bool,
+        local_no_context_takeover: bool,
+        remote_max_window_bits: int,
+        local_max_window_bits: int,
+        compress_settings: dict[Any, Any] | None = None,
+        *,
+        min_bytes: int = COMPRESS_MIN_BYTES,
+    ) -> None:
+        # Told "no context takeover" so that it makes no decompressor now; the real
+        # setting is restored at once and the decompressor made on first use (below).
+        super().__init__(
+            True,
+            local_no_context_takeover,
+            remote_max_window_bits,
+            local_max_window_bits,
+            compress_settings,
+        )
+        self.remote_no_context_takeover = remote_no_context_takeover
+        self._decoder: Any = None
         self.min_bytes = min_bytes
+
+    # The client's compressed messages are inflated by a zlib stream kept for the
+    # connection (the client keeps its context: live strokes and presence compress to a
+    # third with it, to nine tenths without). Its state is 7 KB, made here only when the
+    # first compressed message arrives: a client that compresses only large messages, or
+    # none, never pays it. A browser compresses every message, so for a browser it is
+    # made at its first.
+    @property
+    def decoder(self) -> Any:
+        if self._decoder is None:
+            self._decoder = zlib.decompressobj(wbits=-self.remote_max_window_bits)
+        return self._decoder
+
+    @decoder.setter
+    def decoder(self, value: Any) -> None:
+        self._decoder = value
+
+    @decoder.deleter
+    def decoder(self) -> None:
+        self._decoder = None
 
     def encode(self, frame: Frame) -> Frame:
         plain = frame.opcode in (Opcode.TEXT, Opcode.BINARY) and frame.fin

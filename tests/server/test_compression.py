@@ -131,3 +131,19 @@ async def test_live_updates_reach_a_compression_capable_reader(server: tuple[str
                         break
         finally:
             await raw.close()
+
+
+def test_the_inflater_is_made_at_the_first_compressed_message_and_keeps_its_context() -> None:
+    # The server's side: the client keeps its compression context (no takeover flag).
+    server_side = LargeMessageDeflate(False, True, 12, 12, {"memLevel": 8})
+    client_side = PerMessageDeflate(True, False, 12, 12)  # a browser: compresses everything
+    plain = Frame(Opcode.BINARY, b"\x01\x01 a cursor, sent plain")
+    assert server_side.decode(plain).data == plain.data
+    assert server_side._decoder is None  # nothing compressed yet: no zlib state held
+    messages = [b"\x00\x02 a stroke of ink, and again: a stroke of ink" * 3 for _ in range(4)]
+    frames = [client_side.encode(Frame(Opcode.BINARY, m)) for m in messages]
+    assert all(f.rsv1 for f in frames)
+    # Later messages refer back to earlier ones (context kept): smaller than the first.
+    assert len(frames[1].data) < len(frames[0].data)
+    assert [server_side.decode(f).data for f in frames] == messages
+    assert server_side._decoder is not None
