@@ -24,12 +24,24 @@ log = logging.getLogger("inkroom.server.ws")
 
 
 class StarletteConnection:
-    """Adapts a Starlette WebSocket to :class:`collab.ports.Connection`."""
+    """Adapts a Starlette WebSocket to :class:`collab.ports.Connection`.
 
-    __slots__ = ("_drained", "_receive", "_send", "_send_many_nowait", "_send_nowait", "_ws")
+    It keeps the ASGI callables and what attendance needs (device, address), not the
+    WebSocket: the request's headers and query are released once read (about 2 KB per
+    connection, for as long as it stays open).
+    """
+
+    __slots__ = (
+        "_drained",
+        "_receive",
+        "_send",
+        "_send_many_nowait",
+        "_send_nowait",
+        "address",
+        "device",
+    )
 
     def __init__(self, websocket: WebSocket) -> None:
-        self._ws = websocket
         # The raw ASGI callables: the hot path skips Starlette's per-call state checks,
         # which the session's own lifecycle already guarantees.
         self._receive = websocket._receive
@@ -38,15 +50,9 @@ class StarletteConnection:
         self._send_nowait = extensions.get(EXTENSION)
         self._send_many_nowait = extensions.get(EXTENSION_MANY)
         self._drained = extensions.get(EXTENSION_DRAINED)
-
-    @property
-    def device(self) -> str:
-        """The browser or client that opened the socket (attendance evidence)."""
-        return self._ws.headers.get("user-agent", "")[:255]
-
-    @property
-    def address(self) -> str:
-        return self._ws.client.host if self._ws.client else ""
+        # The browser or client that opened the socket, and from where (attendance).
+        self.device: str = websocket.headers.get("user-agent", "")[:255]
+        self.address: str = websocket.client.host if websocket.client else ""
 
     async def receive(self) -> bytes:
         message = await self._receive()
@@ -95,12 +101,19 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     fields = {"document": document}
     await websocket.accept()
     connection = StarletteConnection(websocket)
+    scope = websocket.scope
+    token = websocket.query_params.get("token")
+    # Nothing reads the request again: its headers and query, and the WebSocket with its
+    # caches of them, are not kept for the connection's life.
+    scope["headers"] = []
+    scope["query_string"] = b""
+    del websocket
     try:
-        if websocket.scope["path"] != "/ws/" + document:
+        if scope["path"] != "/ws/" + document:
             # Starlette's route pattern ends in ``$``, which also matches before a final
             # newline: ``c1/board%0A`` would open ``c1/board``.
             raise Forbidden("invalid document name")
-        claims = verify(state.secret, websocket.query_params.get("token"))
+        claims = verify(state.secret, token)
         authorize(claims, document)
         require_document(claims, document)
         refusal = await state.join_gate.refusal(document)
