@@ -163,3 +163,15 @@ async def test_rooms_downgrade_and_end_across_two_nodes(
     assert listing["nodes"]["missing"] == [ids[b]]
     assert listing["nodes"]["answered"] == [ids[a]]
     assert set(connections(listing, board)) == {"ada"}
+
+    # A deletion through node A reaches node B's join gate at once: a join on B just
+    # before it was let in (B keeps that "open" verdict for 2 s, server/join_gate.py), and
+    # the join right after it is refused, not let in on the kept verdict.
+    cy_token = a.token(CLASSROOM, Role.TUTOR, user_id="cy")
+    cy = await driver.client("cy", server_url=b.ws_url, room=board, token=cy_token)
+    await cy.wait(synced=True, deadline=10)
+    deleted = await api(a, "DELETE", f"/api/admin/documents/{board}")
+    assert deleted["deleted"] is True
+    assert (await cy.wait(closes=1, deadline=10)).closes[0].code == 4404
+    late = await driver.client("cy-late", server_url=b.ws_url, room=board, token=cy_token)
+    assert (await late.wait(closes=1, deadline=10)).closes[0].code == 4404
