@@ -25,6 +25,7 @@ class CloseCode(IntEnum):
     UNAUTHORIZED = 4401
     FORBIDDEN = 4403
     NOT_FOUND = 4404
+    GONE = 4410  # the classroom was archived
     TOO_MANY = 4429
 
 

@@ -321,6 +321,7 @@ class ControlKind(Enum):
     END_USER = "end_user"
     END_CLASSROOM = "end_classroom"
     ACCESS_REVOKED = "access_revoked"
+    CLASSROOM_ARCHIVED = "classroom_archived"
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 # Admin questions from other nodes: this node's rooms, ending its
                 # connections (server/cluster.py).
                 bus.on_ask(cluster.answerer(state))
+                bus.on_control(control.applier(registry, state.join_gate))
                 state.billing = billing
                 state.sfu, state.call_policy = sfu, CallPolicyFeed(registry, sfu)
                 app.state.inkroom = state

@@ -13,6 +13,8 @@ from collab.errors import CloseCode, ConnectionEnded
 from collab.ports import ControlCall, ControlHandler, ControlKind, DocumentName, Peer
 from collab.registry import Registry
 
+from .join_gate import JoinGate
+
 log = logging.getLogger("inkroom.server.control")
 
 # Permanent codes (4400-4499): the stock client does not reconnect on its own.
@@ -20,6 +22,7 @@ _CODES = {
     ControlKind.END_USER: (CloseCode.FORBIDDEN, "your connection was ended by staff"),
     ControlKind.END_CLASSROOM: (CloseCode.NOT_FOUND, "this classroom was closed"),
     ControlKind.ACCESS_REVOKED: (CloseCode.UNAUTHORIZED, "access revoked"),
+    ControlKind.CLASSROOM_ARCHIVED: (CloseCode.GONE, "archived"),
 }
 
 
@@ -45,8 +48,13 @@ def apply(registry: Registry, call: ControlCall) -> int:
     return ended
 
 
-def applier(registry: Registry) -> ControlHandler:
+def applier(registry: Registry, gate: JoinGate | None = None) -> ControlHandler:
+    """Applies control calls; an archive also drops ``gate``'s kept verdicts for the
+    classroom, so this node refuses new joins to it at once, not after the gate's 2 s."""
+
     def handle(call: ControlCall) -> None:
+        if gate is not None and call.kind is ControlKind.CLASSROOM_ARCHIVED and call.classroom:
+            gate.forget(classroom=call.classroom)
         apply(registry, call)
 
     return handle

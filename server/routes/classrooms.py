@@ -7,12 +7,16 @@ session token (from ``/api/auth/signin`` with ``"bearer": true``) or an access t
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+from collab.errors import BusUnavailable
+from collab.ports import ControlCall, ControlKind
 
 from ..accounts import AccountError, Classroom, Invite, now, valid_classroom_id
 from ..admission import ClassFull, PaymentRequired
@@ -32,6 +36,8 @@ from ..web import (
     run,
     set_cookie,
 )
+
+log = logging.getLogger("inkroom.server.classrooms")
 
 MAX_INVITE_SECONDS = 365 * 24 * 3600
 MAX_USES = 10_000
@@ -193,9 +199,26 @@ async def update_classroom(request: Request) -> Response:
             state.join_gate.forget(classroom=classroom.id)
             if archived:
                 await state.connections.end_classroom(classroom.id, 4410, ARCHIVED)
+                await _end_on_every_node(state, classroom.id)
     except AccountError as exc:
         return error(400, str(exc).capitalize() + ".", "invalid")
     return JSONResponse(await _classroom_json(request, classroom))
+
+
+async def _end_on_every_node(state: AppState, classroom: str) -> None:
+    """The classroom's connections on the other nodes end too (this node's already have,
+    with their goodbyes written); new joins there are refused once their kept verdict
+    expires (server/join_gate.py, 2 s). The archive is stored either way: if the bus is
+    down, the other nodes' connections stay until they reconnect and are refused."""
+    try:
+        await state.registry.bus.publish_control(
+            ControlCall(ControlKind.CLASSROOM_ARCHIVED, classroom=classroom, reason=ARCHIVED)
+        )
+    except BusUnavailable:
+        log.warning(
+            "archived, but the other nodes were not told: the bus is down",
+            extra={"classroom": classroom},
+        )
 
 
 async def list_invites(request: Request) -> Response:

@@ -59,6 +59,9 @@ def _call(body: object) -> ControlCall:
         if value is not None and (not isinstance(value, str) or not 0 < len(value) <= limit):
             raise ValueError(f"{key} must be a string of 1..{limit} characters")
         fields[key] = value
+    if kind is ControlKind.CLASSROOM_ARCHIVED:
+        # Sent by archiving (PATCH /api/classrooms/{C}), which also refuses new joins.
+        raise ValueError("classroom_archived is sent by archiving the classroom")
     if kind is ControlKind.END_USER and fields["user"] is None:
         raise ValueError("end_user needs a user")
     if kind is ControlKind.END_CLASSROOM and fields["classroom"] is None:

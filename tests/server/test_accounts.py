@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+import redis
 import websockets
 from starlette.testclient import TestClient
 
@@ -21,6 +24,8 @@ from server.db import make_engine, migrate
 from server.settings import Settings
 
 from .live import live_server
+
+REDIS = "redis://127.0.0.1:6379/0"
 
 SECRET = "accounts-test-secret-" + "0123456789abcdef" * 4
 BASE = "http://testserver"
@@ -482,3 +487,47 @@ async def test_a_students_hand_is_lowered_when_they_leave(tmp_path: Path) -> Non
                 await peer.edit(lambda d: d.get("hands", type=Map).__setitem__(student_id, 1))
                 await watcher.until(raised)
             await watcher.until(lambda: not raised())
+
+
+@pytest.mark.anyio
+async def test_archiving_through_one_node_ends_the_classrooms_connections_on_another(
+    tmp_path: Path,
+) -> None:
+    """Two nodes on one database and one Redis bus: the tutor archives through node A; the
+    student connected to node B is closed with 4410 too, and B refuses the next join."""
+    redis_client = redis.Redis.from_url(REDIS)
+    try:
+        redis_client.ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI") == "true":
+            raise AssertionError(f"Redis is needed at {REDIS}: {exc}") from exc
+        pytest.skip(f"Redis unavailable at {REDIS}: {exc}")
+    prefix = f"inktest-{secrets.token_hex(4)}"
+
+    def node(name: str) -> Settings:
+        return settings(tmp_path, redis_url=REDIS, redis_prefix=prefix, node_id=name)
+
+    try:
+        with (
+            live_server(node("node-a")) as a,
+            live_server(node("node-b")) as b,
+            _live_clients(_http(a)) as (tutor, student),
+        ):
+            cid = tutor.post("/api/classrooms", json={"title": "Physics"}).json()["id"]
+            code = tutor.post(f"/api/classrooms/{cid}/invites", json={}).json()["code"]
+            token = student.post(f"/api/join/{code}", json={"name": "Sam"}).json()["token"]
+            async with websockets.connect(f"{b}/ws/{cid}/board?token={token}") as board:
+                assert isinstance(decode(await board.recv()), SyncStep1)  # type: ignore[arg-type]
+                r = await asyncio.to_thread(
+                    tutor.patch, f"/api/classrooms/{cid}", json={"archived": True}
+                )
+                assert r.json()["archived"]
+                assert await _close_of(board) == (4410, "archived")
+            async with websockets.connect(f"{b}/ws/{cid}/board?token={token}") as again:
+                assert isinstance(decode(await again.recv()), PermissionDenied)  # type: ignore[arg-type]
+                assert (await _close_of(again))[0] == 4410
+    finally:
+        keys = list(redis_client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            redis_client.delete(*keys)
+        redis_client.close()

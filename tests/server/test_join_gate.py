@@ -7,10 +7,10 @@ import asyncio
 
 import pytest
 
-pytestmark = pytest.mark.anyio
-
 from server.errors import ClassroomArchived, NotFound, ServerError
 from server.join_gate import JoinGate
+
+pytestmark = pytest.mark.anyio
 
 
 class Reads:
