@@ -211,6 +211,7 @@ class PipeConnection:
         self._inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.peer: PipeConnection | None = None
         self.closed_with: tuple[int, str] | None = None
+        self._listener: Callable[[bytes | None], None] | None = None
 
     @classmethod
     def pair(cls) -> tuple[PipeConnection, PipeConnection]:
@@ -225,6 +226,39 @@ class PipeConnection:
             raise Disconnected(code)
         return data
 
+    def listen(
+        self, on_message: Callable[[bytes], None], on_end: Callable[[BaseException], None]
+    ) -> bool:
+        """Delivers on a later turn of the loop, as a socket's data would arrive."""
+        ended = False
+
+        def deliver(data: bytes | None) -> None:
+            nonlocal ended
+            if ended:
+                return
+            if data is None:
+                ended = True
+                code = self.peer.closed_with[0] if self.peer and self.peer.closed_with else None
+                on_end(Disconnected(code))
+            else:
+                on_message(data)
+
+        loop = asyncio.get_running_loop()
+        while not self._inbox.empty():
+            loop.call_soon(deliver, self._inbox.get_nowait())
+
+        def later(data: bytes | None) -> None:
+            loop.call_soon(deliver, data)
+
+        self._listener = later
+        return True
+
+    def _put(self, data: bytes | None) -> None:
+        if self._listener is not None:
+            self._listener(data)
+        else:
+            self._inbox.put_nowait(data)
+
     async def send(self, data: bytes) -> None:
         if not self.send_nowait(data):
             raise Disconnected()
@@ -232,14 +266,14 @@ class PipeConnection:
     def send_nowait(self, data: bytes) -> bool:
         if self.closed_with is not None or self.peer is None or self.peer.closed_with is not None:
             return False
-        self.peer._inbox.put_nowait(data)
+        self.peer._put(data)
         return True
 
     def send_many_nowait(self, data: Sequence[bytes]) -> bool:
         if self.closed_with is not None or self.peer is None or self.peer.closed_with is not None:
             return False
         for message in data:
-            self.peer._inbox.put_nowait(message)
+            self.peer._put(message)
         return True
 
     async def drained(self) -> None:
@@ -249,6 +283,6 @@ class PipeConnection:
     async def close(self, code: int, reason: str = "") -> None:
         if self.closed_with is None:
             self.closed_with = (code, reason)
-            self._inbox.put_nowait(None)
+            self._put(None)
             if self.peer is not None:
-                self.peer._inbox.put_nowait(None)
+                self.peer._put(None)

@@ -78,6 +78,19 @@ class Connection(Protocol):
         """Closes with a code; never raises."""
         ...
 
+    def listen(
+        self, on_message: Callable[[bytes], None], on_end: Callable[[BaseException], None]
+    ) -> bool:
+        """Hands every message to ``on_message`` as it arrives, in order (those already
+        received first), and how the connection ended to ``on_end`` (:class:`Disconnected`,
+        :class:`UnsupportedData`), from the transport's own callbacks: no task has to wait
+        in :meth:`receive` for the connection's whole life. Neither callback may raise.
+
+        ``False`` means the transport cannot: use :meth:`receive`. After ``True``,
+        :meth:`receive` must not be called.
+        """
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class StoredUpdate:

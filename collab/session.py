@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from . import metrics
 from .budgets import TokenBucket
@@ -39,23 +40,39 @@ async def serve(registry: Registry, connection: Connection, name: DocumentName, 
         return
     metrics.CONNECTIONS.inc()
     fields["client"] = str(client.id)
-    # Two owned tasks; whichever ends first ends the connection (a failure such as a full
-    # outbox ends the pump, even mid-send). Not a TaskGroup: on
-    # Python 3.11 a TaskGroup whose child failed can swallow the caller's cancellation.
-    tasks = [
-        asyncio.create_task(
-            _read(
-                registry.limits,
-                room,
-                client,
-                connection,
-                registry.awareness_budgets.get(peer.user_id),
-            )
-        ),
-        asyncio.create_task(client.pump(connection)),
-    ]
+    reader = _Reader(registry.limits, room, client, registry.awareness_budgets.get(peer.user_id))
+    # How reading ended, when the transport hands messages over as they arrive.
+    ended: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    def on_message(frame: bytes) -> None:
+        if ended.done():
+            return  # closing: what the client sends meanwhile is not applied
+        try:
+            reader.feed(frame)
+        except Exception as exc:
+            if not ended.done():
+                ended.set_result(exc)
+
+    def on_end(exc: BaseException) -> None:
+        if not ended.done():
+            ended.set_result(exc)
+
+    # Owned tasks; whichever ends first ends the connection (a failure such as a full
+    # outbox ends the pump, even mid-send). Not a TaskGroup: on Python 3.11 a TaskGroup
+    # whose child failed can swallow the caller's cancellation. Reading needs no task of
+    # its own when the transport hands messages over (``listen``): one task less per
+    # connection, and no task wake-up per message received.
+    if connection.listen(on_message, on_end):
+        tasks = [asyncio.create_task(client.pump(connection))]
+        waited: list[asyncio.Future[Any]] = [*tasks, ended]
+    else:
+        tasks = [
+            asyncio.create_task(_read(reader, connection)),
+            asyncio.create_task(client.pump(connection)),
+        ]
+        waited = list(tasks)
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in tasks:
             task.cancel()
@@ -66,15 +83,17 @@ async def serve(registry: Registry, connection: Connection, name: DocumentName, 
         # child's CancelledError, not ours, and a cancel scope (anyio's) no longer knows
         # it as its own and lets it escape.
         await asyncio.wait(tasks)
-    close = _close_for(tasks, fields)
+    errors = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
+    if ended.done():
+        errors.insert(0, ended.result())
+    close = _close_for([e for e in errors if e is not None], fields)
     if close is not None:
         await connection.close(*close)
 
 
-def _close_for(tasks: list[asyncio.Task[None]], fields: dict[str, str]) -> tuple[int, str] | None:
+def _close_for(errors: list[BaseException], fields: dict[str, str]) -> tuple[int, str] | None:
     """The close code for how the connection ended (the first client error wins), or
     ``None`` when the peer already went away and there is nobody to send a close to."""
-    errors = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
     for error in errors:
         if isinstance(error, CollabError):
             metrics.CLOSED.labels(type(error).__name__).inc()
@@ -92,26 +111,39 @@ def _close_for(tasks: list[asyncio.Task[None]], fields: dict[str, str]) -> tuple
     return CloseCode.NORMAL, ""
 
 
-async def _read(
-    limits: Limits, room: Room, client: Client, connection: Connection, presence: TokenBucket
-) -> None:
-    bucket = TokenBucket(limits.messages_per_second, limits.message_burst)
-    syncs = TokenBucket(limits.sync_requests_per_second, limits.sync_request_burst)
-    max_bytes = limits.max_message_bytes
-    while True:
-        frame = await connection.receive()
+class _Reader:
+    """What one received message goes through: size and rate limits, then the room."""
+
+    __slots__ = ("_bucket", "_client", "_limits", "_presence", "_room", "_syncs")
+
+    def __init__(self, limits: Limits, room: Room, client: Client, presence: TokenBucket) -> None:
+        self._limits = limits
+        self._room = room
+        self._client = client
+        self._presence = presence
+        self._bucket = TokenBucket(limits.messages_per_second, limits.message_burst)
+        self._syncs = TokenBucket(limits.sync_requests_per_second, limits.sync_request_burst)
+
+    def feed(self, frame: bytes) -> None:
+        """Applies one message. Raises :class:`CollabError` for a client's fault."""
+        limits = self._limits
         metrics.BYTES_IN.inc(len(frame))
-        client.bytes_in += len(frame)
-        if len(frame) > max_bytes:
-            raise MessageTooBig(f"message of {len(frame)} bytes exceeds {max_bytes}")
-        if not bucket.take():
+        self._client.bytes_in += len(frame)
+        if len(frame) > limits.max_message_bytes:
+            raise MessageTooBig(f"message of {len(frame)} bytes exceeds {limits.max_message_bytes}")
+        if not self._bucket.take():
             raise RateLimited(f"more than {limits.messages_per_second:g} messages/s")
         kind = frame[:1]
-        if kind == _AWARENESS and not presence.take(len(frame)):
+        if kind == _AWARENESS and not self._presence.take(len(frame)):
             raise RateLimited(f"more than {limits.awareness_bytes_per_second:g} presence bytes/s")
-        if kind == _SYNC and frame[1:2] == b"\x00" and not syncs.take():
+        if kind == _SYNC and frame[1:2] == b"\x00" and not self._syncs.take():
             raise RateLimited(f"more than {limits.sync_requests_per_second:g} sync requests/s")
-        room.receive(client, frame)
+        self._room.receive(self._client, frame)
+
+
+async def _read(reader: _Reader, connection: Connection) -> None:
+    while True:
+        reader.feed(await connection.receive())
 
 
 _SYNC = b"\x00"

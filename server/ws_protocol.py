@@ -34,7 +34,7 @@ import struct
 import weakref
 import zlib
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from uvicorn.protocols.utils import ClientDisconnected
@@ -53,6 +53,7 @@ from websockets.typing import ExtensionParameter
 EXTENSION = "inkroom.send_nowait"
 EXTENSION_MANY = "inkroom.send_many_nowait"
 EXTENSION_DRAINED = "inkroom.drained"
+EXTENSION_LISTEN = "inkroom.listen"
 # Messages from this size on are compressed (a first-sync slice is 16 KiB); smaller ones
 # are not. A live stroke batch or a cursor is 50-400 bytes.
 COMPRESS_MIN_BYTES: Final = 4096
@@ -264,14 +265,29 @@ class Inbox:
     only while messages wait. ``bytes`` is what they hold, for the read pause.
     """
 
-    __slots__ = ("_items", "_waiter", "bytes")
+    __slots__ = ("_items", "_listener", "_waiter", "bytes")
 
     def __init__(self) -> None:
         self._items: deque[Any] | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._listener: Callable[[Any], None] | None = None
         self.bytes = 0
 
+    def listen(self, listener: Callable[[Any], None]) -> None:
+        """From now on every message goes to ``listener`` as it is put, not to ``get``;
+        those already waiting go first, in order."""
+        while self._items:
+            message = self._items.popleft()
+            self.bytes -= _size(message)
+            listener(message)
+        self._items = None
+        self._listener = listener
+
     def put_nowait(self, message: Any) -> None:
+        listener = self._listener
+        if listener is not None:
+            listener(message)
+            return
         if self._items is None:
             self._items = deque()
         self._items.append(message)
@@ -481,6 +497,16 @@ class InkroomWebSocketProtocol(WebSocketsSansIOProtocol):
             scope["extensions"][EXTENSION] = self.send_nowait
             scope["extensions"][EXTENSION_MANY] = self.send_many_nowait
             scope["extensions"][EXTENSION_DRAINED] = self.drained
+            scope["extensions"][EXTENSION_LISTEN] = self.listen
+
+    def listen(self, listener: Callable[[Any], None]) -> None:
+        """Hands every received ASGI message to ``listener`` from ``data_received``, in
+        order, instead of queueing it for ``receive`` (see ``Connection.listen``)."""
+        inbox: Inbox = self.queue  # type: ignore[assignment]
+        inbox.listen(listener)
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
 
     def _forget_request(self) -> None:
         """Swaps websockets' parser for a frame parser that never saw the request.

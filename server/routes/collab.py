@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -18,7 +19,7 @@ from ..classroom import CLASS_SUFFIX, class_of
 from ..connections import classroom_of
 from ..errors import Forbidden, ServerError
 from ..state import AppState
-from ..ws_protocol import EXTENSION, EXTENSION_DRAINED, EXTENSION_MANY
+from ..ws_protocol import EXTENSION, EXTENSION_DRAINED, EXTENSION_LISTEN, EXTENSION_MANY
 
 log = logging.getLogger("inkroom.server.ws")
 
@@ -33,6 +34,7 @@ class StarletteConnection:
 
     __slots__ = (
         "_drained",
+        "_listen",
         "_receive",
         "_send",
         "_send_many_nowait",
@@ -50,6 +52,7 @@ class StarletteConnection:
         self._send_nowait = extensions.get(EXTENSION)
         self._send_many_nowait = extensions.get(EXTENSION_MANY)
         self._drained = extensions.get(EXTENSION_DRAINED)
+        self._listen = extensions.get(EXTENSION_LISTEN)
         # The browser or client that opened the socket, and from where (attendance).
         self.device: str = websocket.headers.get("user-agent", "")[:255]
         self.address: str = websocket.client.host if websocket.client else ""
@@ -65,6 +68,28 @@ class StarletteConnection:
         if kind == "websocket.disconnect":
             raise Disconnected(message.get("code"))
         raise Disconnected(None)
+
+    def listen(
+        self, on_message: Callable[[bytes], None], on_end: Callable[[BaseException], None]
+    ) -> bool:
+        if self._listen is None:  # another ASGI server: the session reads with receive
+            return False
+
+        def deliver(message: Any) -> None:
+            kind = message["type"]
+            if kind == "websocket.receive":
+                data = message.get("bytes")
+                if data is None:
+                    on_end(UnsupportedData("text frames are not part of the y-websocket protocol"))
+                else:
+                    on_message(bytes(data))
+            elif kind == "websocket.disconnect":
+                on_end(Disconnected(message.get("code")))
+            else:
+                on_end(Disconnected(None))
+
+        self._listen(deliver)
+        return True
 
     async def send(self, data: bytes) -> None:
         try:

@@ -63,6 +63,9 @@ class Recorder:
     async def drained(self) -> None:
         pass  # never paused; it only takes frames one by one through send()
 
+    def listen(self, on_message: Any, on_end: Any) -> bool:
+        return False  # read through receive
+
     async def close(self, code: int, reason: str = "") -> None:
         pass
 
