@@ -4,7 +4,9 @@ Two tables. ``collab_document`` holds one row per document: its sequence counter
 latest snapshot with the sequence number it covers (deflated behind a marker since issue
 13; plain snapshots written before still load, see :mod:`collab.compaction`).
 ``collab_update`` is the append-only log: every update with its author and time, never
-deleted, so history can be replayed.
+deleted, so history can be replayed. Since issue 13 one row may hold several entries (one
+author's of one save, deflated: :mod:`collab.logpack`); every read unpacks them, so what
+the store answers is still one entry per update, and rows written before read as they are.
 
 Sequence numbers are allocated by incrementing the document row inside the appending
 transaction, which serialises appends per document across nodes: sequence order is commit
@@ -37,7 +39,8 @@ from sqlmodel import Field, SQLModel
 
 from .. import metrics
 from ..compaction import fold, pack_snapshot, unpack_snapshot
-from ..history import as_utc, check_limit, replay, sort_contributions
+from ..history import as_utc, check_limit, contributions_of, matches, replay
+from ..logpack import SEQ_SPAN, TIME_SPAN, pack, unpack, unpack_all
 from ..ports import (
     Contribution,
     DocumentName,
@@ -146,21 +149,18 @@ class SqlStore:
             snapshot, since = row
             if snapshot is not None:
                 snapshot = unpack_snapshot(snapshot)
-            rows = conn.execute(
-                select(_upd.c.data, _upd.c.author)
-                .where(_upd.c.document == name, _upd.c.seq > since)
-                .order_by(_upd.c.seq)
-            ).all()
-            return LoadedDocument(snapshot, [r.data for r in rows], [r.author for r in rows])
+            tail = _entries(conn, _upd.c.document == name, _upd.c.seq > since)
+            return LoadedDocument(snapshot, [e.data for e in tail], [e.author for e in tail])
 
     def _append(self, batches: dict[DocumentName, list[StoredUpdate]]) -> None:
         for attempt in range(3):
             try:
                 with self._engine.begin() as conn:
                     # A fixed order, so two nodes saving the same documents cannot deadlock.
-                    for name in sorted(batches):
-                        _append_one(conn, name, batches[name])
-                metrics.STORE_LOG_BYTES.inc(sum(len(u.data) for b in batches.values() for u in b))
+                    written = sum(
+                        _append_one(conn, name, batches[name]) for name in sorted(batches)
+                    )
+                metrics.STORE_LOG_BYTES.inc(written)
                 return
             except IntegrityError:
                 # Another node created a document row first; the next try updates it.
@@ -180,12 +180,8 @@ class SqlStore:
             snapshot = unpack_snapshot(stored) if stored is not None else None
             if last <= since:
                 return len(snapshot or b"")
-            tail = conn.execute(
-                select(_upd.c.data)
-                .where(_upd.c.document == name, _upd.c.seq > since, _upd.c.seq <= last)
-                .order_by(_upd.c.seq)
-            ).scalars()
-            folded = fold(snapshot, list(tail))
+            tail = _entries(conn, _upd.c.document == name, _upd.c.seq > since, _upd.c.seq <= last)
+            folded = fold(snapshot, [e.data for e in tail])
             packed = pack_snapshot(folded)
             # Never behind what is there: SQLite takes no row lock on the read above, so
             # two compactions can overlap, and the one that read less must not win.
@@ -206,15 +202,35 @@ class SqlStore:
         since: datetime | None,
         until: datetime | None,
     ) -> HistoryPage:
-        query = (
-            select(_upd.c.seq, _upd.c.author, _upd.c.created_at, _upd.c.data)
-            .where(*_filters(name, author, since, until), _upd.c.seq > after)
-            .order_by(_upd.c.seq)
-            .limit(limit + 1)
-        )
+        need = limit + 1
+        found: list[HistoryEntry] = []
+        cursor = after
+        complete: int | None = None
         with self._engine.connect() as conn:
-            rows = conn.execute(query).all()
-        entries = [HistoryEntry(r.seq, r.author, _utc(r.created_at), r.data) for r in rows]
+            while True:
+                rows = conn.execute(
+                    select(_upd.c.seq, _upd.c.author, _upd.c.created_at, _upd.c.data)
+                    .where(*_filters(name, author, since, until), _upd.c.seq > cursor)
+                    .order_by(_upd.c.seq)
+                    .limit(need)
+                ).all()
+                found += (
+                    e
+                    for r in rows
+                    for e in unpack(_row(r))
+                    if e.seq > after and matches(e, author, since, until)
+                )
+                if len(rows) < need:
+                    complete = None  # every row read
+                    break
+                # Rows after ``cursor`` hold entries above ``cursor - SEQ_SPAN`` only: up
+                # to there, every entry has been read.
+                cursor = rows[-1].seq
+                complete = cursor - SEQ_SPAN
+                if sum(1 for e in found if e.seq <= complete) >= need:
+                    break
+        found.sort(key=lambda e: e.seq)
+        entries = found if complete is None else [e for e in found if e.seq <= complete]
         if len(entries) > limit:
             return HistoryPage(entries[:limit], entries[limit - 1].seq)
         return HistoryPage(entries, None)
@@ -222,42 +238,59 @@ class SqlStore:
     def _contributions(
         self, name: str, since: datetime | None, until: datetime | None
     ) -> list[Contribution]:
-        query = (
-            select(
-                _upd.c.author,
-                func.count(),
-                func.coalesce(func.sum(func.length(_upd.c.data)), 0),
-                func.min(_upd.c.created_at),
-                func.max(_upd.c.created_at),
-            )
-            .where(*_filters(name, None, since, until))
-            .group_by(_upd.c.author)
-        )
+        # Read and counted here rather than summed in SQL: a bundle's entries and sizes
+        # are inside its deflated bytes.
         with self._engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return sort_contributions(
-            Contribution(r[0], int(r[1]), int(r[2]), _utc(r[3]), _utc(r[4])) for r in rows
-        )
+            entries = _entries(conn, *_filters(name, None, since, until))
+        return contributions_of(entries, since, until)
 
     def _state_at(self, name: str, at: datetime) -> PastState:
         with self._engine.connect() as conn:
-            upto = conn.execute(
+            # The last row that starts by ``at``; the last entry written by ``at`` is in
+            # it or in a row near it (a row spans at most SEQ_SPAN entries).
+            near = conn.execute(
                 select(func.max(_upd.c.seq)).where(_upd.c.document == name, _upd.c.created_at <= at)
             ).scalar()
-            if not upto:
+            if not near:
                 return PastState(0, replay(None, []))
+            upto = max(
+                e.seq
+                for e in _entries(
+                    conn,
+                    _upd.c.document == name,
+                    _upd.c.seq > near - SEQ_SPAN,
+                    _upd.c.seq < near + SEQ_SPAN,
+                    _upd.c.created_at <= at,
+                )
+                if e.created_at <= at
+            )
             row = conn.execute(
                 select(_doc.c.snapshot, _doc.c.snapshot_seq).where(_doc.c.name == name)
             ).first()
             snapshot, since = (None, 0)
             if row is not None and row.snapshot is not None and 0 < row.snapshot_seq <= upto:
                 snapshot, since = unpack_snapshot(row.snapshot), row.snapshot_seq
-            tail = conn.execute(
-                select(_upd.c.data)
-                .where(_upd.c.document == name, _upd.c.seq > since, _upd.c.seq <= upto)
-                .order_by(_upd.c.seq)
-            ).scalars()
-            return PastState(upto, replay(snapshot, tail))
+            tail = _entries(
+                conn,
+                _upd.c.document == name,
+                _upd.c.seq > since,
+                _upd.c.seq < upto + SEQ_SPAN,
+            )
+            return PastState(upto, replay(snapshot, (e.data for e in tail if e.seq <= upto)))
+
+
+def _row(r: Any) -> HistoryEntry:
+    return HistoryEntry(r.seq, r.author, _utc(r.created_at), r.data)
+
+
+def _entries(conn: Connection, *where: Any) -> list[HistoryEntry]:
+    """The log entries the rows matching ``where`` hold, in ``seq`` order."""
+    rows = conn.execute(
+        select(_upd.c.seq, _upd.c.author, _upd.c.created_at, _upd.c.data)
+        .where(*where)
+        .order_by(_upd.c.seq)
+    ).all()
+    return unpack_all(_row(r) for r in rows)
 
 
 def _utc(value: datetime) -> datetime:
@@ -268,17 +301,20 @@ def _utc(value: datetime) -> datetime:
 def _filters(
     name: str, author: str | None, since: datetime | None, until: datetime | None
 ) -> list[Any]:
+    """Rows that may hold entries matching: a row is one author's, and its time is its
+    first entry's, the others within TIME_SPAN after it."""
     out: list[Any] = [_upd.c.document == name]
     if author is not None:
         out.append(_upd.c.author == author)
     if since is not None:
-        out.append(_upd.c.created_at >= since)
+        out.append(_upd.c.created_at >= since - TIME_SPAN)
     if until is not None:
         out.append(_upd.c.created_at <= until)
     return out
 
 
-def _append_one(conn: Connection, name: str, updates: list[StoredUpdate]) -> None:
+def _append_one(conn: Connection, name: str, updates: list[StoredUpdate]) -> int:
+    """Appends ``updates`` to ``name``'s log; returns the bytes its rows hold."""
     last = conn.execute(
         update(_doc)
         .where(_doc.c.name == name)
@@ -289,16 +325,23 @@ def _append_one(conn: Connection, name: str, updates: list[StoredUpdate]) -> Non
         conn.execute(_doc.insert().values(name=name, last_seq=len(updates)))
         last = len(updates)
     first = last - len(updates) + 1
+    rows = pack(
+        [
+            HistoryEntry(first + i, u.author, as_utc(u.created_at) or u.created_at, u.data)
+            for i, u in enumerate(updates)
+        ]
+    )
     conn.execute(
         _upd.insert(),
         [
             {
                 "document": name,
-                "seq": first + i,
-                "data": u.data,
-                "author": u.author,
-                "created_at": u.created_at,
+                "seq": r.seq,
+                "data": r.data,
+                "author": r.author,
+                "created_at": r.created_at,
             }
-            for i, u in enumerate(updates)
+            for r in rows
         ],
     )
+    return sum(len(r.data) for r in rows)
