@@ -9,7 +9,7 @@ import itertools
 import random
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -262,6 +262,13 @@ def test_what_sqlite_loads_is_what_was_sent(
         engine.dispose()
 
 
+def _put(key: str, value: str) -> Callable[[Doc[Any]], None]:
+    def edit(doc: Doc[Any]) -> None:
+        doc.get("shapes", type=Map)[key] = value
+
+    return edit
+
+
 @pytest.mark.anyio
 async def test_saved_goes_out_after_the_commit_that_holds_a_bundled_save(
     sqlite_store: tuple[SqlStore, Any],
@@ -284,7 +291,7 @@ async def test_saved_goes_out_after_the_commit_that_holds_a_bundled_save(
         )
         peer = await ScriptedPeer(registry, NAME, Peer("tutor-1", "Ada", "tutor")).start(stack)
         for i in range(40):
-            await peer.edit(lambda d, i=i: d.get("shapes", type=Map).__setitem__(f"k{i}", "x" * 80))
+            await peer.edit(_put(f"k{i}", "x" * 80))
         await peer.conn.send(bytes(SavedRequest(3)))
         await peer.until(lambda: any(isinstance(m, Saved) for m in peer.received), 5)
         # At the moment the acknowledgement arrived, a fresh reader sees every edit.
