@@ -40,7 +40,7 @@ from sqlmodel import Field, SQLModel
 from .. import metrics
 from ..compaction import fold, pack_snapshot, unpack_snapshot
 from ..history import as_utc, check_limit, contributions_of, matches, replay
-from ..logpack import SEQ_SPAN, TIME_SPAN, pack, unpack, unpack_all
+from ..logpack import SEQ_SPAN, TIME_SPAN, pack, unpack, unpack_all, updates_of
 from ..ports import (
     Contribution,
     DocumentName,
@@ -149,8 +149,8 @@ class SqlStore:
             snapshot, since = row
             if snapshot is not None:
                 snapshot = unpack_snapshot(snapshot)
-            tail = _entries(conn, _upd.c.document == name, _upd.c.seq > since)
-            return LoadedDocument(snapshot, [e.data for e in tail], [e.author for e in tail])
+            tail = _updates(conn, _upd.c.document == name, _upd.c.seq > since)
+            return LoadedDocument(snapshot, [u for _, _, u in tail], [a for _, a, _ in tail])
 
     def _append(self, batches: dict[DocumentName, list[StoredUpdate]]) -> None:
         for attempt in range(3):
@@ -180,8 +180,8 @@ class SqlStore:
             snapshot = unpack_snapshot(stored) if stored is not None else None
             if last <= since:
                 return len(snapshot or b"")
-            tail = _entries(conn, _upd.c.document == name, _upd.c.seq > since, _upd.c.seq <= last)
-            folded = fold(snapshot, [e.data for e in tail])
+            tail = _updates(conn, _upd.c.document == name, _upd.c.seq > since, _upd.c.seq <= last)
+            folded = fold(snapshot, [u for _, _, u in tail])
             packed = pack_snapshot(folded)
             # Never behind what is there: SQLite takes no row lock on the read above, so
             # two compactions can overlap, and the one that read less must not win.
@@ -291,6 +291,19 @@ def _entries(conn: Connection, *where: Any) -> list[HistoryEntry]:
         .order_by(_upd.c.seq)
     ).all()
     return unpack_all(_row(r) for r in rows)
+
+
+def _updates(conn: Connection, *where: Any) -> list[tuple[int, str | None, bytes]]:
+    """``(seq, author, update)`` of the entries the rows matching ``where`` hold, in
+    ``seq`` order (a load's read: no times built)."""
+    rows = conn.execute(
+        select(_upd.c.seq, _upd.c.author, _upd.c.data).where(*where).order_by(_upd.c.seq)
+    ).all()
+    # Times are not read (SQLite parses each from text): unpacking updates needs none.
+    return updates_of(HistoryEntry(r.seq, r.author, _NO_TIME, r.data) for r in rows)
+
+
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
 
 
 def _utc(value: datetime) -> datetime:
