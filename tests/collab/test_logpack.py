@@ -23,11 +23,12 @@ from pycrdt import Array, Doc, Map, Text
 from sqlalchemy import text
 
 from collab import logpack
+from collab.adapters import sql_store
 from collab.adapters.sql_store import SqlStore
 from collab.limits import Limits
 from collab.logpack import BUNDLE, SEQ_SPAN, TIME_SPAN, pack, unpack, unpack_all
 from collab.memory import LocalBus, MemoryStore
-from collab.ports import DocumentName, HistoryEntry, Peer, StoredUpdate
+from collab.ports import DocumentName, HistoryEntry, Peer, Store, StoredUpdate
 from collab.protocol import Saved, SavedRequest
 from collab.registry import Registry
 from server.db import make_engine, migrate
@@ -143,14 +144,56 @@ def _row_count(engine: Any) -> int:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "sqlite-small-spans"])
 async def test_a_packed_log_answers_as_it_was_sent(
     kind: str, sqlite_store: tuple[SqlStore, Any]
 ) -> None:
     store, engine = sqlite_store
-    await check_packed_log(MemoryStore() if kind == "memory" else store)
+    if kind == "memory":
+        await check_packed_log(MemoryStore())
+        return
     if kind == "sqlite":
+        await check_packed_log(store)
         assert _row_count(engine) < 60  # of 240 entries: it did bundle
+        return
+    # Bundles of a few entries each, interleaved: history pages and past states must look
+    # past the rows that end after them for entries that belong before.
+    with (
+        patch.object(logpack, "SEQ_SPAN", 7),
+        patch.object(sql_store, "SEQ_SPAN", 7),
+        patch.object(logpack, "MIN_BUNDLE_BYTES", 0),
+    ):
+        await check_packed_log(store)
+    assert 40 < _row_count(engine) < 240
+
+
+@pytest.mark.anyio
+async def test_history_looks_past_rows_that_end_later(
+    sqlite_store: tuple[SqlStore, Any],
+) -> None:
+    """One save: A, B, B, C, C, A. Rows end at 3 (B), 5 (C) and 6 (A): the first entry is
+    in the last row, which a page that stopped at the rows it needed would miss."""
+    store, engine = sqlite_store
+    authors = ["a", "b", "b", "c", "c", "a"]
+    docs: dict[str, Doc[Any]] = {who: Doc() for who in authors}
+    sent = []
+    for i, who in enumerate(authors):
+        made: list[bytes] = []
+        sub = docs[who].observe(lambda e, made=made: made.append(e.update))
+        docs[who].get(who, type=Array).append(str(i) * 600)
+        docs[who].unobserve(sub)
+        sent.append(StoredUpdate(made[0], who, T0 + timedelta(milliseconds=i)))
+    await store.append({NAME: sent})
+    assert _row_count(engine) == 3
+    for limit in (1, 2, 5):
+        assert [e.seq for e in await _walk(store, limit, {})] == [1, 2, 3, 4, 5, 6]
+    assert [e.seq for e in await _walk(store, 1, {"author": "a"})] == [1, 6]
+    assert [e.seq for e in await _walk(store, 1, {"since": sent[1].created_at})] == [2, 3, 4, 5, 6]
+    for k in range(6):
+        past = await store.state_at(NAME, sent[k].created_at)
+        assert past.seq == k + 1
+    totals = {c.author: (c.updates, c.bytes) for c in await store.contributions(NAME)}
+    assert totals == {who: (2, sum(len(u.data) for u in sent if u.author == who)) for who in "abc"}
 
 
 # (writer, op, number, text): three writers that sync now and then, so later updates
@@ -215,13 +258,25 @@ def _content(updates: list[bytes]) -> dict[str, Any]:
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(plan=doc_steps, cuts=st.lists(st.integers(0, 80), max_size=5), fold=st.booleans())
+@given(
+    plan=doc_steps,
+    cuts=st.lists(st.integers(0, 80), max_size=5),
+    fold=st.booleans(),
+    span=st.sampled_from([2, 5, SEQ_SPAN]),
+    seconds=st.sampled_from([0.3, TIME_SPAN.total_seconds()]),
+)
 def test_what_sqlite_loads_is_what_was_sent(
-    tmp_path: Path, plan: list[tuple[int, str, int, str]], cuts: list[int], fold: bool
+    tmp_path: Path,
+    plan: list[tuple[int, str, int, str]],
+    cuts: list[int],
+    fold: bool,
+    span: int,
+    seconds: float,
 ) -> None:
-    """Random multi-writer updates appended in random saves (every group bundled), with or
-    without compactions between them: the store loads the same document, and history,
-    contributions and every past state are the memory store's."""
+    """Random multi-writer updates appended in random saves (every group bundled, with
+    the real spans or small ones so that history pages and past states cross many rows),
+    with or without compactions between them: the store loads the same document, and
+    history (paged, filtered), contributions and every past state are the memory store's."""
     updates = _updates(plan)
     engine = make_engine(f"sqlite:///{tempfile.mkdtemp(dir=tmp_path)}/p.db")
     migrate(engine)
@@ -250,16 +305,44 @@ def test_what_sqlite_loads_is_what_was_sent(
         mine = await store.history(NAME, limit=1000)
         theirs = await reference.history(NAME, limit=1000)
         assert mine == theirs
+        if not sent:
+            return
+        quarter, three = sent[len(sent) // 4].created_at, sent[3 * len(sent) // 4].created_at
+        for limit, filters in (
+            (1, {}),
+            (3, {"author": "bo"}),
+            (2, {"since": quarter, "until": three}),
+            (4, {"author": None, "since": quarter}),
+        ):
+            assert await _walk(store, limit, filters) == await _walk(reference, limit, filters)
         assert await store.contributions(NAME) == await reference.contributions(NAME)
         for k in range(0, len(sent), max(1, len(sent) // 6)):
             at_k = sent[k].created_at + timedelta(microseconds=1)
             assert await store.state_at(NAME, at_k) == await reference.state_at(NAME, at_k)
 
     try:
-        with patch.object(logpack, "MIN_BUNDLE_BYTES", 0):
+        with (
+            patch.object(logpack, "MIN_BUNDLE_BYTES", 0),
+            patch.object(logpack, "SEQ_SPAN", span),
+            patch.object(sql_store, "SEQ_SPAN", span),
+            patch.object(logpack, "TIME_SPAN", timedelta(seconds=seconds)),
+            patch.object(sql_store, "TIME_SPAN", timedelta(seconds=seconds)),
+        ):
             asyncio.run(run())
     finally:
         engine.dispose()
+
+
+async def _walk(store: Store, limit: int, filters: dict[str, Any]) -> list[HistoryEntry]:
+    out: list[HistoryEntry] = []
+    after = 0
+    while True:
+        page = await store.history(NAME, after=after, limit=limit, **filters)
+        assert len(page.entries) <= limit
+        out += page.entries
+        if page.next_after is None:
+            return out
+        after = page.next_after
 
 
 def _put(key: str, value: str) -> Callable[[Doc[Any]], None]:
