@@ -20,7 +20,7 @@ import itertools
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from .ports import HistoryEntry
 
@@ -102,22 +102,50 @@ def _encode(group: list[HistoryEntry]) -> bytes:
     )
 
 
-def _decode(row: HistoryEntry) -> tuple[list[int], tuple[int, ...], list[bytes]]:
-    """A bundle's seqs, microsecond gaps and entries' bytes."""
+def _decode(seq: int, stored: bytes) -> tuple[list[int], tuple[int, ...], list[bytes]]:
+    """A bundle's seqs, microsecond gaps and entries' bytes (``seq``: its row's)."""
     try:
-        data = zlib.decompress(row.data[len(BUNDLE) :])
+        data = zlib.decompress(stored[len(BUNDLE) :])
         n, span = _HEAD.unpack_from(data, 0)
         pos = _HEAD.size
         gaps = struct.unpack_from(f"<{n}H", data, pos)
         micros = struct.unpack_from(f"<{n}I", data, pos + 2 * n)
         lengths = struct.unpack_from(f"<{n}I", data, pos + 6 * n)
     except (zlib.error, struct.error) as exc:
-        raise ValueError(f"corrupt log bundle at seq {row.seq}: {exc}") from exc
-    seqs = list(itertools.accumulate(gaps, initial=row.seq - span))[1:]
+        raise ValueError(f"corrupt log bundle at seq {seq}: {exc}") from exc
+    seqs = list(itertools.accumulate(gaps, initial=seq - span))[1:]
     ends = list(itertools.accumulate(lengths, initial=pos + 10 * n))
-    if not n or ends[-1] != len(data) or seqs[-1] != row.seq:
-        raise ValueError(f"corrupt log bundle at seq {row.seq}")
+    if not n or ends[-1] != len(data) or seqs[-1] != seq:
+        raise ValueError(f"corrupt log bundle at seq {seq}")
     return seqs, micros, [data[a:b] for a, b in itertools.pairwise(ends)]
+
+
+def sizes(row: HistoryEntry) -> list[tuple[int, datetime, int]]:
+    """``(seq, time, size)`` of each entry a row holds, read from a bundle's columns
+    without inflating its entries (contributions, and finding the last entry by a time).
+
+    Raises:
+        ValueError: a bundle is corrupt or truncated.
+    """
+    if not row.data.startswith(BUNDLE):
+        return [(row.seq, row.created_at, len(row.data))]
+    try:
+        inflate = zlib.decompressobj()
+        head = inflate.decompress(row.data[len(BUNDLE) :], _HEAD.size)
+        n, span = _HEAD.unpack(head)
+        columns = inflate.decompress(inflate.unconsumed_tail, 10 * n)
+        gaps = struct.unpack_from(f"<{n}H", columns, 0)
+        micros = struct.unpack_from(f"<{n}I", columns, 2 * n)
+        lengths = struct.unpack_from(f"<{n}I", columns, 6 * n)
+    except (zlib.error, struct.error) as exc:
+        raise ValueError(f"corrupt log bundle at seq {row.seq}: {exc}") from exc
+    seqs = itertools.accumulate(gaps, initial=row.seq - span)
+    next(seqs)
+    at = row.created_at
+    return [
+        (seq, at + timedelta(microseconds=m), size)
+        for seq, m, size in zip(seqs, itertools.accumulate(micros), lengths, strict=True)
+    ]
 
 
 def unpack(row: HistoryEntry) -> list[HistoryEntry]:
@@ -128,7 +156,7 @@ def unpack(row: HistoryEntry) -> list[HistoryEntry]:
     """
     if not row.data.startswith(BUNDLE):
         return [row]
-    seqs, micros, datas = _decode(row)
+    seqs, micros, datas = _decode(row.seq, row.data)
     at = row.created_at
     return [
         HistoryEntry(seq, row.author, at + timedelta(microseconds=m), data)
@@ -143,22 +171,26 @@ def unpack_all(rows: Iterable[HistoryEntry]) -> list[HistoryEntry]:
     return out
 
 
-def updates_of(rows: Iterable[HistoryEntry]) -> list[tuple[int, str | None, bytes]]:
-    """``(seq, author, update)`` of every entry ``rows`` hold, in ``seq`` order: what a
-    load needs, without building each entry's time.
+def updates_of(
+    rows: Iterable[tuple[int, str | None, bytes]],
+) -> list[tuple[int, str | None, bytes]]:
+    """``(seq, author, update)`` of every entry the rows ``(seq, author, data)`` hold, in
+    ``seq`` order: what a load needs, without building entries or times.
 
     Raises:
         ValueError: a bundle is corrupt or truncated.
     """
     out: list[tuple[int, str | None, bytes]] = []
-    for row in rows:
-        if row.data.startswith(BUNDLE):
-            seqs, _, datas = _decode(row)
-            author = row.author
-            out.extend((seq, author, data) for seq, data in zip(seqs, datas, strict=True))
+    bundled = False
+    for seq, author, data in rows:
+        if data.startswith(BUNDLE):
+            bundled = True
+            seqs, _, datas = _decode(seq, data)
+            out.extend((s, author, d) for s, d in zip(seqs, datas, strict=True))
         else:
-            out.append((row.seq, row.author, row.data))
-    out.sort(key=lambda u: u[0])
+            out.append((seq, author, data))
+    if bundled:  # rows come in seq order: only bundles interleave
+        out.sort(key=lambda u: u[0])
     return out
 
 

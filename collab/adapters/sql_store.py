@@ -29,8 +29,10 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     String,
+    and_,
     event,
     func,
+    or_,
     select,
     update,
 )
@@ -39,8 +41,8 @@ from sqlmodel import Field, SQLModel
 
 from .. import metrics
 from ..compaction import fold, pack_snapshot, unpack_snapshot
-from ..history import as_utc, check_limit, contributions_of, matches, replay
-from ..logpack import SEQ_SPAN, TIME_SPAN, pack, unpack, unpack_all, updates_of
+from ..history import as_utc, check_limit, matches, replay, sort_contributions
+from ..logpack import BUNDLE, SEQ_SPAN, TIME_SPAN, pack, sizes, unpack, updates_of
 from ..ports import (
     Contribution,
     DocumentName,
@@ -203,34 +205,43 @@ class SqlStore:
         until: datetime | None,
     ) -> HistoryPage:
         need = limit + 1
-        found: list[HistoryEntry] = []
+        where = _filters(name, author, since, until)
+        found: dict[int, HistoryEntry] = {}
+
+        def take(rows: Sequence[Any], upto: float) -> None:
+            for row in rows:
+                for e in unpack(_row(row)):
+                    if after < e.seq <= upto and matches(e, author, since, until):
+                        found[e.seq] = e
+
         cursor = after
-        complete: int | None = None
+        # Rows per query: few at first (a bundle may hold hundreds of entries), doubling
+        # up to one per entry wanted (plain rows).
+        batch = 8
         with self._engine.connect() as conn:
             while True:
                 rows = conn.execute(
-                    select(_upd.c.seq, _upd.c.author, _upd.c.created_at, _upd.c.data)
-                    .where(*_filters(name, author, since, until), _upd.c.seq > cursor)
-                    .order_by(_upd.c.seq)
-                    .limit(need)
+                    _select_rows(*where, _upd.c.seq > cursor).order_by(_upd.c.seq).limit(batch)
                 ).all()
-                found += (
-                    e
-                    for r in rows
-                    for e in unpack(_row(r))
-                    if e.seq > after and matches(e, author, since, until)
-                )
-                if len(rows) < need:
-                    complete = None  # every row read
-                    break
-                # Rows after ``cursor`` hold entries above ``cursor - SEQ_SPAN`` only: up
-                # to there, every entry has been read.
+                take(rows, float("inf"))
+                if len(rows) < batch:
+                    break  # every row read
+                batch = min(batch * 2, need)
+                # Bundles that end after ``cursor`` may hold entries up to it: with them,
+                # every entry up to ``cursor`` is known.
                 cursor = rows[-1].seq
-                complete = cursor - SEQ_SPAN
-                if sum(1 for e in found if e.seq <= complete) >= need:
+                take(
+                    conn.execute(
+                        _select_rows(
+                            *where, _upd.c.seq > cursor, _upd.c.seq < cursor + SEQ_SPAN, _BUNDLED
+                        )
+                    ).all(),
+                    cursor,
+                )
+                if sum(1 for seq in found if seq <= cursor) >= need:
+                    found = {seq: e for seq, e in found.items() if seq <= cursor}
                     break
-        found.sort(key=lambda e: e.seq)
-        entries = found if complete is None else [e for e in found if e.seq <= complete]
+        entries = sorted(found.values(), key=lambda e: e.seq)
         if len(entries) > limit:
             return HistoryPage(entries[:limit], entries[limit - 1].seq)
         return HistoryPage(entries, None)
@@ -238,31 +249,59 @@ class SqlStore:
     def _contributions(
         self, name: str, since: datetime | None, until: datetime | None
     ) -> list[Contribution]:
-        # Read and counted here rather than summed in SQL: a bundle's entries and sizes
-        # are inside its deflated bytes.
+        # Plain rows summed in SQL, as before bundles; bundles from their size columns.
+        plain = (
+            select(
+                _upd.c.author,
+                func.count(),
+                func.coalesce(func.sum(func.length(_upd.c.data)), 0),
+                func.min(_upd.c.created_at),
+                func.max(_upd.c.created_at),
+            )
+            .where(*_exact_filters(name, since, until), ~_BUNDLED)
+            .group_by(_upd.c.author)
+        )
+        bundled = select(_upd.c.seq, _upd.c.author, _upd.c.created_at, _upd.c.data).where(
+            *_filters(name, None, since, until), _BUNDLED
+        )
+        totals: dict[str | None, Contribution] = {}
         with self._engine.connect() as conn:
-            entries = _entries(conn, *_filters(name, None, since, until))
-        return contributions_of(entries, since, until)
+            for r in conn.execute(plain).all():
+                totals[r[0]] = Contribution(r[0], int(r[1]), int(r[2]), _utc(r[3]), _utc(r[4]))
+            for r in conn.execute(bundled).all():
+                held = [
+                    (at, size)
+                    for _, at, size in sizes(_row(r))
+                    if (since is None or at >= since) and (until is None or at <= until)
+                ]
+                if held:
+                    part = Contribution(
+                        r.author, len(held), sum(n for _, n in held), held[0][0], held[-1][0]
+                    )
+                    totals[r.author] = _sum(totals.get(r.author), part)
+        return sort_contributions(totals.values())
 
     def _state_at(self, name: str, at: datetime) -> PastState:
         with self._engine.connect() as conn:
             # The last row that starts by ``at``; the last entry written by ``at`` is in
-            # it or in a row near it (a row spans at most SEQ_SPAN entries).
+            # it, in a plain row before it, or in a bundle near it (SEQ_SPAN).
             near = conn.execute(
                 select(func.max(_upd.c.seq)).where(_upd.c.document == name, _upd.c.created_at <= at)
             ).scalar()
             if not near:
                 return PastState(0, replay(None, []))
+            window = (
+                _upd.c.document == name,
+                _upd.c.created_at <= at,
+                _upd.c.seq > near - SEQ_SPAN,
+            )
+            plain = conn.execute(select(func.max(_upd.c.seq)).where(*window, ~_BUNDLED)).scalar()
+            bundles = conn.execute(
+                _select_rows(*window, _upd.c.seq < near + SEQ_SPAN, _BUNDLED)
+            ).all()
             upto = max(
-                e.seq
-                for e in _entries(
-                    conn,
-                    _upd.c.document == name,
-                    _upd.c.seq > near - SEQ_SPAN,
-                    _upd.c.seq < near + SEQ_SPAN,
-                    _upd.c.created_at <= at,
-                )
-                if e.created_at <= at
+                [plain or 0]
+                + [seq for r in bundles for seq, when, _ in sizes(_row(r)) if when <= at]
             )
             row = conn.execute(
                 select(_doc.c.snapshot, _doc.c.snapshot_seq).where(_doc.c.name == name)
@@ -270,27 +309,38 @@ class SqlStore:
             snapshot, since = (None, 0)
             if row is not None and row.snapshot is not None and 0 < row.snapshot_seq <= upto:
                 snapshot, since = unpack_snapshot(row.snapshot), row.snapshot_seq
-            tail = _entries(
+            tail = _updates(
                 conn,
                 _upd.c.document == name,
                 _upd.c.seq > since,
-                _upd.c.seq < upto + SEQ_SPAN,
+                or_(_upd.c.seq <= upto, and_(_upd.c.seq < upto + SEQ_SPAN, _BUNDLED)),
             )
-            return PastState(upto, replay(snapshot, (e.data for e in tail if e.seq <= upto)))
+            return PastState(upto, replay(snapshot, (u for seq, _, u in tail if seq <= upto)))
+
+
+# A row that holds a bundle (:mod:`collab.logpack`); substr works on SQLite blobs and
+# PostgreSQL bytea alike.
+_BUNDLED = func.substr(_upd.c.data, 1, len(BUNDLE)) == BUNDLE
+
+
+def _select_rows(*where: Any) -> Any:
+    return select(_upd.c.seq, _upd.c.author, _upd.c.created_at, _upd.c.data).where(*where)
+
+
+def _sum(seen: Contribution | None, part: Contribution) -> Contribution:
+    if seen is None:
+        return part
+    return Contribution(
+        part.author,
+        seen.updates + part.updates,
+        seen.bytes + part.bytes,
+        min(seen.first_at, part.first_at),
+        max(seen.last_at, part.last_at),
+    )
 
 
 def _row(r: Any) -> HistoryEntry:
     return HistoryEntry(r.seq, r.author, _utc(r.created_at), r.data)
-
-
-def _entries(conn: Connection, *where: Any) -> list[HistoryEntry]:
-    """The log entries the rows matching ``where`` hold, in ``seq`` order."""
-    rows = conn.execute(
-        select(_upd.c.seq, _upd.c.author, _upd.c.created_at, _upd.c.data)
-        .where(*where)
-        .order_by(_upd.c.seq)
-    ).all()
-    return unpack_all(_row(r) for r in rows)
 
 
 def _updates(conn: Connection, *where: Any) -> list[tuple[int, str | None, bytes]]:
@@ -300,15 +350,22 @@ def _updates(conn: Connection, *where: Any) -> list[tuple[int, str | None, bytes
         select(_upd.c.seq, _upd.c.author, _upd.c.data).where(*where).order_by(_upd.c.seq)
     ).all()
     # Times are not read (SQLite parses each from text): unpacking updates needs none.
-    return updates_of(HistoryEntry(r.seq, r.author, _NO_TIME, r.data) for r in rows)
-
-
-_NO_TIME = datetime.min.replace(tzinfo=UTC)
+    return updates_of(rows)  # rows unpack as (seq, author, data) tuples: no per-row lookups
 
 
 def _utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes for timezone-aware columns: they were stored as UTC.
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _exact_filters(name: str, since: datetime | None, until: datetime | None) -> list[Any]:
+    """Plain rows (one entry each, at the row's time) in ``[since, until]``."""
+    out: list[Any] = [_upd.c.document == name]
+    if since is not None:
+        out.append(_upd.c.created_at >= since)
+    if until is not None:
+        out.append(_upd.c.created_at <= until)
+    return out
 
 
 def _filters(
