@@ -4,7 +4,9 @@ Two tables. ``collab_document`` holds one row per document: its sequence counter
 latest snapshot with the sequence number it covers (deflated behind a marker since issue
 13; plain snapshots written before still load, see :mod:`collab.compaction`).
 ``collab_update`` is the append-only log: every update with its author and time, never
-deleted, so history can be replayed.
+deleted, so history can be replayed. Since issue 13 one row may hold several entries (one
+author's of one save, deflated: :mod:`collab.logpack`); every read unpacks them, so what
+the store answers is still one entry per update, and rows written before read as they are.
 
 Sequence numbers are allocated by incrementing the document row inside the appending
 transaction, which serialises appends per document across nodes: sequence order is commit
@@ -27,8 +29,10 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     String,
+    and_,
     event,
     func,
+    or_,
     select,
     update,
 )
@@ -37,7 +41,8 @@ from sqlmodel import Field, SQLModel
 
 from .. import metrics
 from ..compaction import fold, pack_snapshot, unpack_snapshot
-from ..history import as_utc, check_limit, replay, sort_contributions
+from ..history import as_utc, check_limit, matches, replay, sort_contributions
+from ..logpack import BUNDLE, SEQ_SPAN, TIME_SPAN, pack, sizes, unpack, updates_of
 from ..ports import (
     Contribution,
     DocumentName,
@@ -146,21 +151,18 @@ class SqlStore:
             snapshot, since = row
             if snapshot is not None:
                 snapshot = unpack_snapshot(snapshot)
-            rows = conn.execute(
-                select(_upd.c.data, _upd.c.author)
-                .where(_upd.c.document == name, _upd.c.seq > since)
-                .order_by(_upd.c.seq)
-            ).all()
-            return LoadedDocument(snapshot, [r.data for r in rows], [r.author for r in rows])
+            tail = _updates(conn, _upd.c.document == name, _upd.c.seq > since)
+            return LoadedDocument(snapshot, [u for _, _, u in tail], [a for _, a, _ in tail])
 
     def _append(self, batches: dict[DocumentName, list[StoredUpdate]]) -> None:
         for attempt in range(3):
             try:
                 with self._engine.begin() as conn:
                     # A fixed order, so two nodes saving the same documents cannot deadlock.
-                    for name in sorted(batches):
-                        _append_one(conn, name, batches[name])
-                metrics.STORE_LOG_BYTES.inc(sum(len(u.data) for b in batches.values() for u in b))
+                    written = sum(
+                        _append_one(conn, name, batches[name]) for name in sorted(batches)
+                    )
+                metrics.STORE_LOG_BYTES.inc(written)
                 return
             except IntegrityError:
                 # Another node created a document row first; the next try updates it.
@@ -180,12 +182,8 @@ class SqlStore:
             snapshot = unpack_snapshot(stored) if stored is not None else None
             if last <= since:
                 return len(snapshot or b"")
-            tail = conn.execute(
-                select(_upd.c.data)
-                .where(_upd.c.document == name, _upd.c.seq > since, _upd.c.seq <= last)
-                .order_by(_upd.c.seq)
-            ).scalars()
-            folded = fold(snapshot, list(tail))
+            tail = _updates(conn, _upd.c.document == name, _upd.c.seq > since, _upd.c.seq <= last)
+            folded = fold(snapshot, [u for _, _, u in tail])
             packed = pack_snapshot(folded)
             # Never behind what is there: SQLite takes no row lock on the read above, so
             # two compactions can overlap, and the one that read less must not win.
@@ -206,15 +204,44 @@ class SqlStore:
         since: datetime | None,
         until: datetime | None,
     ) -> HistoryPage:
-        query = (
-            select(_upd.c.seq, _upd.c.author, _upd.c.created_at, _upd.c.data)
-            .where(*_filters(name, author, since, until), _upd.c.seq > after)
-            .order_by(_upd.c.seq)
-            .limit(limit + 1)
-        )
+        need = limit + 1
+        where = _filters(name, author, since, until)
+        found: dict[int, HistoryEntry] = {}
+
+        def take(rows: Sequence[Any], upto: float) -> None:
+            for row in rows:
+                for e in unpack(_row(row)):
+                    if after < e.seq <= upto and matches(e, author, since, until):
+                        found[e.seq] = e
+
+        cursor = after
+        # Rows per query: few at first (a bundle may hold hundreds of entries), doubling
+        # up to one per entry wanted (plain rows).
+        batch = 8
         with self._engine.connect() as conn:
-            rows = conn.execute(query).all()
-        entries = [HistoryEntry(r.seq, r.author, _utc(r.created_at), r.data) for r in rows]
+            while True:
+                rows = conn.execute(
+                    _select_rows(*where, _upd.c.seq > cursor).order_by(_upd.c.seq).limit(batch)
+                ).all()
+                take(rows, float("inf"))
+                if len(rows) < batch:
+                    break  # every row read
+                batch = min(batch * 2, need)
+                # Bundles that end after ``cursor`` may hold entries up to it: with them,
+                # every entry up to ``cursor`` is known.
+                cursor = rows[-1].seq
+                take(
+                    conn.execute(
+                        _select_rows(
+                            *where, _upd.c.seq > cursor, _upd.c.seq < cursor + SEQ_SPAN, _BUNDLED
+                        )
+                    ).all(),
+                    cursor,
+                )
+                if sum(1 for seq in found if seq <= cursor) >= need:
+                    found = {seq: e for seq, e in found.items() if seq <= cursor}
+                    break
+        entries = sorted(found.values(), key=lambda e: e.seq)
         if len(entries) > limit:
             return HistoryPage(entries[:limit], entries[limit - 1].seq)
         return HistoryPage(entries, None)
@@ -222,7 +249,8 @@ class SqlStore:
     def _contributions(
         self, name: str, since: datetime | None, until: datetime | None
     ) -> list[Contribution]:
-        query = (
+        # Plain rows summed in SQL, as before bundles; bundles from their size columns.
+        plain = (
             select(
                 _upd.c.author,
                 func.count(),
@@ -230,34 +258,99 @@ class SqlStore:
                 func.min(_upd.c.created_at),
                 func.max(_upd.c.created_at),
             )
-            .where(*_filters(name, None, since, until))
+            .where(*_exact_filters(name, since, until), ~_BUNDLED)
             .group_by(_upd.c.author)
         )
-        with self._engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return sort_contributions(
-            Contribution(r[0], int(r[1]), int(r[2]), _utc(r[3]), _utc(r[4])) for r in rows
+        bundled = select(_upd.c.seq, _upd.c.author, _upd.c.created_at, _upd.c.data).where(
+            *_filters(name, None, since, until), _BUNDLED
         )
+        totals: dict[str | None, Contribution] = {}
+        with self._engine.connect() as conn:
+            for r in conn.execute(plain).all():
+                totals[r[0]] = Contribution(r[0], int(r[1]), int(r[2]), _utc(r[3]), _utc(r[4]))
+            for r in conn.execute(bundled).all():
+                held = [
+                    (at, size)
+                    for _, at, size in sizes(_row(r))
+                    if (since is None or at >= since) and (until is None or at <= until)
+                ]
+                if held:
+                    part = Contribution(
+                        r.author, len(held), sum(n for _, n in held), held[0][0], held[-1][0]
+                    )
+                    totals[r.author] = _sum(totals.get(r.author), part)
+        return sort_contributions(totals.values())
 
     def _state_at(self, name: str, at: datetime) -> PastState:
         with self._engine.connect() as conn:
-            upto = conn.execute(
+            # The last row that starts by ``at``; the last entry written by ``at`` is in
+            # it, in a plain row before it, or in a bundle near it (SEQ_SPAN).
+            near = conn.execute(
                 select(func.max(_upd.c.seq)).where(_upd.c.document == name, _upd.c.created_at <= at)
             ).scalar()
-            if not upto:
+            if not near:
                 return PastState(0, replay(None, []))
+            window = (
+                _upd.c.document == name,
+                _upd.c.created_at <= at,
+                _upd.c.seq > near - SEQ_SPAN,
+            )
+            plain = conn.execute(select(func.max(_upd.c.seq)).where(*window, ~_BUNDLED)).scalar()
+            bundles = conn.execute(
+                _select_rows(*window, _upd.c.seq < near + SEQ_SPAN, _BUNDLED)
+            ).all()
+            upto = max(
+                [plain or 0]
+                + [seq for r in bundles for seq, when, _ in sizes(_row(r)) if when <= at]
+            )
             row = conn.execute(
                 select(_doc.c.snapshot, _doc.c.snapshot_seq).where(_doc.c.name == name)
             ).first()
             snapshot, since = (None, 0)
             if row is not None and row.snapshot is not None and 0 < row.snapshot_seq <= upto:
                 snapshot, since = unpack_snapshot(row.snapshot), row.snapshot_seq
-            tail = conn.execute(
-                select(_upd.c.data)
-                .where(_upd.c.document == name, _upd.c.seq > since, _upd.c.seq <= upto)
-                .order_by(_upd.c.seq)
-            ).scalars()
-            return PastState(upto, replay(snapshot, tail))
+            tail = _updates(
+                conn,
+                _upd.c.document == name,
+                _upd.c.seq > since,
+                or_(_upd.c.seq <= upto, and_(_upd.c.seq < upto + SEQ_SPAN, _BUNDLED)),
+            )
+            return PastState(upto, replay(snapshot, (u for seq, _, u in tail if seq <= upto)))
+
+
+# A row that holds a bundle (:mod:`collab.logpack`); substr works on SQLite blobs and
+# PostgreSQL bytea alike.
+_BUNDLED = func.substr(_upd.c.data, 1, len(BUNDLE)) == BUNDLE
+
+
+def _select_rows(*where: Any) -> Any:
+    return select(_upd.c.seq, _upd.c.author, _upd.c.created_at, _upd.c.data).where(*where)
+
+
+def _sum(seen: Contribution | None, part: Contribution) -> Contribution:
+    if seen is None:
+        return part
+    return Contribution(
+        part.author,
+        seen.updates + part.updates,
+        seen.bytes + part.bytes,
+        min(seen.first_at, part.first_at),
+        max(seen.last_at, part.last_at),
+    )
+
+
+def _row(r: Any) -> HistoryEntry:
+    return HistoryEntry(r.seq, r.author, _utc(r.created_at), r.data)
+
+
+def _updates(conn: Connection, *where: Any) -> list[tuple[int, str | None, bytes]]:
+    """``(seq, author, update)`` of the entries the rows matching ``where`` hold, in
+    ``seq`` order (a load's read: no times built)."""
+    rows = conn.execute(
+        select(_upd.c.seq, _upd.c.author, _upd.c.data).where(*where).order_by(_upd.c.seq)
+    ).all()
+    # Times are not read (SQLite parses each from text): unpacking updates needs none.
+    return updates_of(rows)  # rows unpack as (seq, author, data) tuples: no per-row lookups
 
 
 def _utc(value: datetime) -> datetime:
@@ -265,12 +358,9 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _filters(
-    name: str, author: str | None, since: datetime | None, until: datetime | None
-) -> list[Any]:
+def _exact_filters(name: str, since: datetime | None, until: datetime | None) -> list[Any]:
+    """Plain rows (one entry each, at the row's time) in ``[since, until]``."""
     out: list[Any] = [_upd.c.document == name]
-    if author is not None:
-        out.append(_upd.c.author == author)
     if since is not None:
         out.append(_upd.c.created_at >= since)
     if until is not None:
@@ -278,7 +368,23 @@ def _filters(
     return out
 
 
-def _append_one(conn: Connection, name: str, updates: list[StoredUpdate]) -> None:
+def _filters(
+    name: str, author: str | None, since: datetime | None, until: datetime | None
+) -> list[Any]:
+    """Rows that may hold entries matching: a row is one author's, and its time is its
+    first entry's, the others within TIME_SPAN after it."""
+    out: list[Any] = [_upd.c.document == name]
+    if author is not None:
+        out.append(_upd.c.author == author)
+    if since is not None:
+        out.append(_upd.c.created_at >= since - TIME_SPAN)
+    if until is not None:
+        out.append(_upd.c.created_at <= until)
+    return out
+
+
+def _append_one(conn: Connection, name: str, updates: list[StoredUpdate]) -> int:
+    """Appends ``updates`` to ``name``'s log; returns the bytes its rows hold."""
     last = conn.execute(
         update(_doc)
         .where(_doc.c.name == name)
@@ -289,16 +395,23 @@ def _append_one(conn: Connection, name: str, updates: list[StoredUpdate]) -> Non
         conn.execute(_doc.insert().values(name=name, last_seq=len(updates)))
         last = len(updates)
     first = last - len(updates) + 1
+    rows = pack(
+        [
+            HistoryEntry(first + i, u.author, as_utc(u.created_at) or u.created_at, u.data)
+            for i, u in enumerate(updates)
+        ]
+    )
     conn.execute(
         _upd.insert(),
         [
             {
                 "document": name,
-                "seq": first + i,
-                "data": u.data,
-                "author": u.author,
-                "created_at": u.created_at,
+                "seq": r.seq,
+                "data": r.data,
+                "author": r.author,
+                "created_at": r.created_at,
             }
-            for i, u in enumerate(updates)
+            for r in rows
         ],
     )
+    return sum(len(r.data) for r in rows)

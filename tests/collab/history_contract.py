@@ -118,3 +118,77 @@ async def check_bad_input(store: Store) -> None:
     assert (await store.state_at(NAME, paris)).seq == 2
     page = await store.history(NAME, limit=5000)
     assert len(page.entries) == 3
+
+
+def lesson(n: int) -> list[StoredUpdate]:
+    """``n`` updates of three authors writing at once, each large enough that a store
+    which packs its log bundles them, at irregular microsecond times."""
+    docs: list[Doc[Any]] = [Doc() for _ in AUTHORS]
+    out: list[StoredUpdate] = []
+    at = T0
+    for i in range(n):
+        who = (i * 7 + i // 5) % 3
+        doc = docs[who]
+        made: list[bytes] = []
+        sub = doc.observe(lambda e, made=made: made.append(e.update))
+        doc.get(f"a{who}", type=Array).append(f"{i:04d}" * (20 + i % 50))
+        doc.unobserve(sub)
+        at += timedelta(microseconds=1 + (i * 104_729) % 400_000)
+        out.append(StoredUpdate(made[0], AUTHORS[who], at))
+    return out
+
+
+async def check_packed_log(store: Store) -> None:
+    """Saves of interleaved authors, some compacted: every entry comes back as sent, in
+    order, with its own seq, author and time; filters, contributions and past states
+    answer per entry, not per stored row."""
+    updates = lesson(240)
+    for start, end in ((0, 90), (90, 91), (91, 200), (200, 240)):
+        await store.append({NAME: updates[start:end]})
+        if end in (91, 200):
+            await store.compact(NAME)
+    everything = await walk(store, 13)
+    assert [(e.seq, e.author, e.created_at, e.data) for e in everything] == [
+        (i + 1, u.author, u.created_at, u.data) for i, u in enumerate(updates)
+    ]
+    bo = await walk(store, 9, author="bo")
+    assert [e.seq for e in bo] == [i + 1 for i, u in enumerate(updates) if u.author == "bo"]
+    since, until = updates[40].created_at, updates[150].created_at
+    window = await walk(store, 11, since=since, until=until)
+    assert [e.seq for e in window] == list(range(41, 152))
+    totals = {c.author: c for c in await store.contributions(NAME, since=since)}
+    for author in AUTHORS:
+        mine = [u for u in updates[40:] if u.author == author]
+        assert totals[author].updates == len(mine)
+        assert totals[author].bytes == sum(len(u.data) for u in mine)
+        assert (totals[author].first_at, totals[author].last_at) == (
+            mine[0].created_at,
+            mine[-1].created_at,
+        )
+    for k in (1, 2, 45, 90, 91, 92, 150, 199, 200, 201, 239, 240):
+        at = updates[k - 1].created_at
+        moments = [at] if k == len(updates) else [at, at + (updates[k].created_at - at) // 2]
+        expected: Doc[Any] = Doc()
+        for u in updates[:k]:
+            expected.apply_update(u.data)
+        for moment in moments:
+            past = await store.state_at(NAME, moment)
+            assert past.seq == k
+            assert _arrays(past.update) == _arrays(expected.get_update())
+    loaded = await store.load(NAME)
+    assert list(loaded.tail) == [u.data for u in updates[200:]]  # in the order written
+    assert list(loaded.tail_authors) == [u.author for u in updates[200:]]
+    assert _arrays(loaded.to_doc().get_update()) == _arrays(replay_all(updates))
+
+
+def _arrays(update: bytes) -> dict[str, list[Any]]:
+    doc: Doc[Any] = Doc()
+    doc.apply_update(update)
+    return {f"a{i}": list(doc.get(f"a{i}", type=Array).to_py()) for i in range(len(AUTHORS))}
+
+
+def replay_all(updates: list[StoredUpdate]) -> bytes:
+    doc: Doc[Any] = Doc()
+    for u in updates:
+        doc.apply_update(u.data)
+    return doc.get_update()

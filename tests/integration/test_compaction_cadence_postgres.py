@@ -8,6 +8,7 @@ from sqlalchemy import Engine, text
 
 from collab.adapters.sql_store import SqlStore
 from collab.compaction import COMPRESSED
+from collab.logpack import BUNDLE
 from collab.ports import Store
 from server.db import migrate
 from tests.collab.test_compaction_cadence import (
@@ -42,3 +43,17 @@ async def test_the_snapshot_row_is_compressed(store: Store, pg_engine: Engine) -
         ).one()
     assert bytes(row.snapshot).startswith(COMPRESSED)
     assert row.snapshot_seq == 20
+
+
+async def test_a_bundled_log_answers_as_it_was_sent(store: Store, pg_engine: Engine) -> None:
+    """Interleaved authors' saves packed in bundles (microsecond times kept exactly by
+    timestamptz): entries, filters, contributions and past states as written."""
+    from tests.collab.history_contract import check_packed_log
+
+    await check_packed_log(store)
+    with pg_engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT data FROM collab_update WHERE document = :n"), {"n": NAME}
+        ).scalars()
+        bundled = [bytes(r) for r in rows if bytes(r).startswith(BUNDLE)]
+    assert bundled  # 240 entries, far fewer rows
