@@ -43,11 +43,14 @@ class Client:
 
     __slots__ = (
         "_cancelled_by_fail",
+        "_connection",
         "_direct",
+        "_ended",
         "_failure",
         "_finished",
         "_limit",
         "_limit_bytes",
+        "_on_done",
         "_pump",
         "_queue",
         "_queued_bytes",
@@ -87,6 +90,11 @@ class Client:
         self._finished = False
         self._sending = False
         self._direct: Callable[[bytes], bool] | None = None
+        # Started with :meth:`start`: no task while nothing is queued (a writer task
+        # exists only while frames wait), and how the client ended goes to ``_on_done``.
+        self._connection: Connection | None = None
+        self._on_done: Callable[[BaseException | None], None] | None = None
+        self._ended = False
         self.denied_notified = False
         # Saved acknowledgements (collab/room.py), only for clients that ask: what this
         # connection waits for, as (journal count to reach, marker to acknowledge).
@@ -190,8 +198,74 @@ class Client:
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:  # a long-lived :meth:`pump` waits
+            if not waiter.done():
+                waiter.set_result(None)
+            return
+        if self._connection is None or self._ended:
+            return
+        writer = self._pump
+        if writer is not None and not writer.done():
+            return  # the writer sees the queue, the failure or the finish at its next step
+        if self._failure is not None:
+            self._end(self._failure)
+        elif self._queue:
+            self._pump = asyncio.get_running_loop().create_task(self._write_queued())
+        elif self._finished:
+            self._end(None)
+
+    def start(
+        self, connection: Connection, on_done: Callable[[BaseException | None], None]
+    ) -> None:
+        """Sends through ``connection`` from now on, without a task of its own while
+        nothing is queued: frames the transport takes at once are written by
+        :meth:`send` itself, and a writer task runs only while frames wait (a slow reader,
+        a large first sync). ``on_done`` is called once: with the failure, or with
+        ``None`` once finished with the outbox drained. :meth:`stop` ends it."""
+        self._connection = connection
+        self._on_done = on_done
+        self._direct = connection.send_nowait
+        self._wake()
+
+    def stop(self) -> asyncio.Task[None] | None:
+        """No more writing; the writer task, cancelled, if one runs (await it)."""
+        self._connection = None
+        self._ended = True
+        self._on_done = None
+        writer = self._pump
+        if writer is not None and not writer.done():
+            writer.cancel()
+            return writer
+        return None
+
+    def _end(self, outcome: BaseException | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        on_done, self._on_done = self._on_done, None
+        if on_done is not None:
+            on_done(outcome)
+
+    async def _write_queued(self) -> None:
+        """The writer task of a started client: writes what is queued, then ends."""
+        connection = self._connection
+        if connection is None:
+            return
+        try:
+            finished = await self._drain(connection)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._cancelled_by_fail and task is not None:
+                self._cancelled_by_fail = False
+                if task.uncancel() == 0:  # only ours: end as the failure
+                    self._end(self._failure)
+                    return
+            raise
+        except Exception as exc:  # a failure, or the peer gone: ends this client
+            self._end(exc)
+            return
+        if finished:
+            self._end(None)
 
     def fail(self, error: CollabError) -> None:
         """Makes :meth:`pump` raise ``error``: at its next step, or at once when it is
@@ -229,34 +303,37 @@ class Client:
             raise
 
     async def _run_pump(self, connection: Connection) -> None:
-        queue = self._queue
         self._direct = connection.send_nowait
-        while True:
-            while queue:
-                if self._failure is not None:
-                    raise self._failure
-                self._sending = True
-                message = queue.popleft()
-                try:
-                    if isinstance(message, SyncReply):
-                        await self._send_reply(connection, message)
-                        self._sync_reply = None
-                    else:
-                        self._queued_bytes -= len(message)
-                        await connection.send(message)
-                        if message is self._sync_reply:
-                            self._sync_reply = None
-                finally:
-                    self._sending = False
-            if self._failure is not None:
-                raise self._failure
-            if self._finished:
-                return
+        while not await self._drain(connection):
             waiter = self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await waiter
             finally:
                 self._waiter = None
+
+    async def _drain(self, connection: Connection) -> bool:
+        """Writes the queued frames in order; raises the failure; ``True`` once finished
+        with nothing left to write."""
+        queue = self._queue
+        while queue:
+            if self._failure is not None:
+                raise self._failure
+            self._sending = True
+            message = queue.popleft()
+            try:
+                if isinstance(message, SyncReply):
+                    await self._send_reply(connection, message)
+                    self._sync_reply = None
+                else:
+                    self._queued_bytes -= len(message)
+                    await connection.send(message)
+                    if message is self._sync_reply:
+                        self._sync_reply = None
+            finally:
+                self._sending = False
+        if self._failure is not None:
+            raise self._failure
+        return self._finished
 
     async def _send_reply(self, connection: Connection, reply: SyncReply) -> None:
         """Sends a large SyncStep2 answer as slices, with queued frames between them.

@@ -57,23 +57,32 @@ async def serve(registry: Registry, connection: Connection, name: DocumentName, 
         if not ended.done():
             ended.set_result(exc)
 
-    # Owned tasks; whichever ends first ends the connection (a failure such as a full
-    # outbox ends the pump, even mid-send). Not a TaskGroup: on Python 3.11 a TaskGroup
-    # whose child failed can swallow the caller's cancellation. Reading needs no task of
-    # its own when the transport hands messages over (``listen``): one task less per
-    # connection, and no task wake-up per message received.
+    # How the client's writing ended: its failure (a full outbox, a lost peer), or None
+    # once finished with the outbox drained (the room closed).
+    written: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    def on_written(outcome: BaseException | None) -> None:
+        if not written.done():
+            written.set_result(outcome)
+
+    # Whichever ends first ends the connection. Reading needs no task when the transport
+    # hands messages over (``listen``), and writing none while nothing waits in the
+    # outbox (``Client.start``): an idle connection has no task of its own, and no task
+    # wakes per message. Not a TaskGroup: on Python 3.11 a TaskGroup whose child failed
+    # can swallow the caller's cancellation.
+    tasks: list[asyncio.Task[None]] = []
     if connection.listen(on_message, on_end):
-        tasks = [asyncio.create_task(client.pump(connection))]
-        waited: list[asyncio.Future[Any]] = [*tasks, ended]
+        waited: list[asyncio.Future[Any]] = [written, ended]
     else:
-        tasks = [
-            asyncio.create_task(_read(reader, connection)),
-            asyncio.create_task(client.pump(connection)),
-        ]
-        waited = list(tasks)
+        tasks.append(asyncio.create_task(_read(reader, connection)))
+        waited = [written, *tasks]
+    client.start(connection, on_written)
     try:
         await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        writer = client.stop()
+        if writer is not None:
+            tasks.append(writer)
         for task in tasks:
             task.cancel()
         room.leave(client)
@@ -82,10 +91,13 @@ async def serve(registry: Registry, connection: Connection, name: DocumentName, 
         # ``wait``, not ``gather``: cancelled again while waiting, ``gather`` raises the
         # child's CancelledError, not ours, and a cancel scope (anyio's) no longer knows
         # it as its own and lets it escape.
-        await asyncio.wait(tasks)
+        if tasks:
+            await asyncio.wait(tasks)
     errors = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
     if ended.done():
         errors.insert(0, ended.result())
+    if written.done() and written.result() is not None:
+        errors.append(written.result())
     close = _close_for([e for e in errors if e is not None], fields)
     if close is not None:
         await connection.close(*close)

