@@ -33,65 +33,16 @@ from collab.updates import parse, writers
 from server.db import make_engine, migrate
 
 from .peers import ScriptedPeer, eventually, push
+from .writers import Step, content, plans, play
 
 NAME = DocumentName("c1/board")
 TUTOR = Peer("tutor-1", "Ada", "tutor")
 
-# (writer, op, number, text): three writers that sync with each other now and then, so
-# later updates depend on other writers' earlier ones.
-steps = st.lists(
-    st.tuples(
-        st.integers(0, 2),
-        st.sampled_from(["push", "insert", "delete", "map", "text", "untext", "sync"]),
-        st.integers(0, 1000),
-        st.text(alphabet="abxy", min_size=1, max_size=3),
-    ),
-    min_size=1,
-    max_size=30,
-)
+steps = plans(max_text=3, max_steps=30)
 
 
-def _history(plan: list[tuple[int, str, int, str]]) -> list[bytes]:
-    docs: list[Doc[Any]] = [Doc() for _ in range(3)]
-    log: list[bytes] = []
-    for doc in docs:
-        doc.observe(lambda event: log.append(event.update))
-    for who, op, n, s in plan:
-        doc = docs[who]
-        a, m, t = doc.get("a", type=Array), doc.get("m", type=Map), doc.get("t", type=Text)
-        if op == "sync":
-            other = docs[(who + 1) % 3]
-            # Applied as remote: its observer would log the same update twice.
-            doc.apply_update(other.get_update(doc.get_state()))
-        elif op == "push":
-            a.append(n)
-        elif op == "insert":
-            a.insert(n % (len(a) + 1), s)
-        elif op == "delete" and len(a):
-            del a[n % len(a)]
-        elif op == "map":
-            m[s] = n
-        elif op == "text":
-            t.insert(n % (len(t) + 1), s)
-        elif op == "untext" and len(t):
-            del t[n % len(t)]
-    # Syncs re-log remote updates: keep each writer's own (first sighting of each).
-    unique: list[bytes] = []
-    for u in log:
-        if u not in unique:
-            unique.append(u)
-    return unique
-
-
-def _content(updates: list[bytes]) -> dict[str, Any]:
-    doc: Doc[Any] = Doc()
-    for u in updates:
-        doc.apply_update(u)
-    return {
-        "a": doc.get("a", type=Array).to_py(),
-        "m": doc.get("m", type=Map).to_py(),
-        "t": str(doc.get("t", type=Text)),
-    }
+def _history(plan: list[Step]) -> list[bytes]:
+    return [u for _, u in play(plan, lambda n, _: n)]
 
 
 @settings(max_examples=150, deadline=None)
@@ -109,7 +60,9 @@ def test_a_fold_in_any_log_order_keeps_every_part(
     folded = fold(snapshot, order[split:cut])
     # The rest arrives as one merged update: applying out-of-order updates one at a time
     # can drop an item in pycrdt 0.14 (yrs' pending structs), whatever the fold did.
-    assert _content([merge_updates(folded, *order[cut:])]) == _content(updates)
+    assert content([merge_updates(folded, *order[cut:])], together=False) == content(
+        updates, together=False
+    )
 
 
 @settings(max_examples=100, deadline=None)
@@ -137,8 +90,8 @@ def test_a_fold_keeps_what_out_of_order_application_would_drop() -> None:
         array.append(0)
     array.insert(0, "a")
     shuffled = [log[i] for i in (0, 1, 3, 4, 2)]
-    assert _content(shuffled)["a"] == ["a", 0, 0, 0]  # the library's loss
-    assert _content([fold(None, shuffled)])["a"] == ["a", 0, 0, 0, 0]
+    assert content(shuffled, together=False)["a"] == ["a", 0, 0, 0]  # the library's loss
+    assert content([fold(None, shuffled)], together=False)["a"] == ["a", 0, 0, 0, 0]
 
 
 def test_a_fold_is_smaller_than_merging_and_stores_compressed() -> None:
@@ -152,7 +105,7 @@ def test_a_fold_is_smaller_than_merging_and_stores_compressed() -> None:
         shapes[f"s{i // 20}"].append(bytes([i % 7, 3, 1, 4]) * 3)
     folded = fold(None, log)
     assert len(folded) < len(merge_updates(*log))
-    assert _content([folded]) == _content(log)
+    assert content([folded], together=False) == content(log, together=False)
     loaded: Doc[Any] = Doc()
     loaded.apply_update(folded)
     assert loaded.get("shapes", type=Map).to_py() == shapes.to_py()
@@ -336,7 +289,7 @@ async def test_plain_snapshots_written_before_compression_still_load(tmp_path: P
         assert again.tail == []
         assert again.to_doc().get("a", type=Array).to_py() == list(range(30))
         past = await store.state_at(NAME, datetime.now(UTC))
-        assert _content([past.update])["a"] == list(range(30))
+        assert content([past.update], together=False)["a"] == list(range(30))
     finally:
         engine.dispose()
 
@@ -391,9 +344,9 @@ def test_compacting_sqlite_at_any_points_keeps_content(
                 at = cut
             await store.compact(name)
         loaded = await store.load(name)
-        return _content([loaded.snapshot or b"\x00\x00", *loaded.tail])
+        return content([loaded.snapshot or b"\x00\x00", *loaded.tail], together=False)
 
     try:
-        assert asyncio.run(run()) == _content(updates)
+        assert asyncio.run(run()) == content(updates, together=False)
     finally:
         engine.dispose()

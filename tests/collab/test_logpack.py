@@ -19,7 +19,7 @@ from unittest.mock import patch
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pycrdt import Array, Doc, Map, Text
+from pycrdt import Array, Doc, Map
 from sqlalchemy import text
 
 from collab import logpack
@@ -28,13 +28,14 @@ from collab.adapters.sql_store import SqlStore
 from collab.limits import Limits
 from collab.logpack import BUNDLE, SEQ_SPAN, TIME_SPAN, pack, unpack, unpack_all
 from collab.memory import LocalBus, MemoryStore
-from collab.ports import DocumentName, HistoryEntry, Peer, Store, StoredUpdate
+from collab.ports import DocumentName, HistoryEntry, Peer, StoredUpdate
 from collab.protocol import Saved, SavedRequest
 from collab.registry import Registry
 from server.db import make_engine, migrate
 
-from .history_contract import check_packed_log
+from .history_contract import check_packed_log, walk
 from .peers import ScriptedPeer
+from .writers import Step, content, plans, play
 
 NAME = DocumentName("c1/board")
 T0 = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
@@ -186,9 +187,9 @@ async def test_history_looks_past_rows_that_end_later(
     await store.append({NAME: sent})
     assert _row_count(engine) == 3
     for limit in (1, 2, 5):
-        assert [e.seq for e in await _walk(store, limit, {})] == [1, 2, 3, 4, 5, 6]
-    assert [e.seq for e in await _walk(store, 1, {"author": "a"})] == [1, 6]
-    assert [e.seq for e in await _walk(store, 1, {"since": sent[1].created_at})] == [2, 3, 4, 5, 6]
+        assert [e.seq for e in await walk(store, limit)] == [1, 2, 3, 4, 5, 6]
+    assert [e.seq for e in await walk(store, 1, author="a")] == [1, 6]
+    assert [e.seq for e in await walk(store, 1, since=sent[1].created_at)] == [2, 3, 4, 5, 6]
     for k in range(6):
         past = await store.state_at(NAME, sent[k].created_at)
         assert past.seq == k + 1
@@ -196,63 +197,13 @@ async def test_history_looks_past_rows_that_end_later(
     assert totals == {who: (2, sum(len(u.data) for u in sent if u.author == who)) for who in "abc"}
 
 
-# (writer, op, number, text): three writers that sync now and then, so later updates
-# build on other writers' earlier ones.
-doc_steps = st.lists(
-    st.tuples(
-        st.integers(0, 2),
-        st.sampled_from(["push", "insert", "delete", "map", "text", "untext", "sync"]),
-        st.integers(0, 1000),
-        st.text(alphabet="abxy", min_size=1, max_size=12),
-    ),
-    min_size=1,
-    max_size=60,
-)
+# Three writers that sync now and then; their texts repeated, as ink's headers are, so
+# that small saves bundle too.
+doc_steps = plans(max_text=12, max_steps=60)
 
 
-def _updates(plan: list[tuple[int, str, int, str]]) -> list[tuple[int, bytes]]:
-    docs: list[Doc[Any]] = [Doc() for _ in range(3)]
-    log: list[tuple[int, bytes]] = []
-    for who, doc in enumerate(docs):
-        doc.observe(lambda event, who=who: log.append((who, event.update)))
-    for who, op, n, short in plan:
-        s = short * 6  # repetitive, as ink's headers are: small saves bundle too
-        doc = docs[who]
-        a, m, t = doc.get("a", type=Array), doc.get("m", type=Map), doc.get("t", type=Text)
-        if op == "sync":
-            other = docs[(who + 1) % 3]
-            doc.apply_update(other.get_update(doc.get_state()))
-        elif op == "push":
-            a.append(s)
-        elif op == "insert":
-            a.insert(n % (len(a) + 1), s)
-        elif op == "delete" and len(a):
-            del a[n % len(a)]
-        elif op == "map":
-            m[s] = n
-        elif op == "text":
-            t.insert(n % (len(t) + 1), s)
-        elif op == "untext" and len(t):
-            del t[n % len(t)]
-    unique: list[tuple[int, bytes]] = []
-    seen: set[bytes] = set()
-    for who, u in log:  # a sync re-logs the other writer's update: keep the first
-        if u not in seen:
-            seen.add(u)
-            unique.append((who, u))
-    return unique
-
-
-def _content(updates: list[bytes]) -> dict[str, Any]:
-    doc: Doc[Any] = Doc()
-    with doc.transaction():
-        for u in updates:
-            doc.apply_update(u)
-    return {
-        "a": doc.get("a", type=Array).to_py(),
-        "m": doc.get("m", type=Map).to_py(),
-        "t": str(doc.get("t", type=Text)),
-    }
+def _updates(plan: list[Step]) -> list[tuple[int, bytes]]:
+    return play([(w, o, n, s * 6) for w, o, n, s in plan], lambda _, s: s)
 
 
 @settings(
@@ -296,9 +247,8 @@ def test_what_sqlite_loads_is_what_was_sent(
             if fold:
                 await store.compact(NAME)
         loaded = await store.load(NAME)
-        assert _content([loaded.snapshot or b"\x00\x00", *loaded.tail]) == _content(
-            [s.data for s in sent]
-        )
+        stored = [loaded.snapshot or b"\x00\x00", *loaded.tail]
+        assert content(stored, together=True) == content([s.data for s in sent], together=True)
         if not fold:
             assert list(loaded.tail) == [s.data for s in sent]
             assert list(loaded.tail_authors) == [s.author for s in sent]
@@ -314,7 +264,7 @@ def test_what_sqlite_loads_is_what_was_sent(
             (2, {"since": quarter, "until": three}),
             (4, {"author": None, "since": quarter}),
         ):
-            assert await _walk(store, limit, filters) == await _walk(reference, limit, filters)
+            assert await walk(store, limit, **filters) == await walk(reference, limit, **filters)
         assert await store.contributions(NAME) == await reference.contributions(NAME)
         for k in range(0, len(sent), max(1, len(sent) // 6)):
             at_k = sent[k].created_at + timedelta(microseconds=1)
@@ -331,18 +281,6 @@ def test_what_sqlite_loads_is_what_was_sent(
             asyncio.run(run())
     finally:
         engine.dispose()
-
-
-async def _walk(store: Store, limit: int, filters: dict[str, Any]) -> list[HistoryEntry]:
-    out: list[HistoryEntry] = []
-    after = 0
-    while True:
-        page = await store.history(NAME, after=after, limit=limit, **filters)
-        assert len(page.entries) <= limit
-        out += page.entries
-        if page.next_after is None:
-            return out
-        after = page.next_after
 
 
 def _put(key: str, value: str) -> Callable[[Doc[Any]], None]:

@@ -5,8 +5,9 @@ A real uvicorn server with Inkroom's protocol and a real websockets client."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -27,11 +28,13 @@ async def _until(condition: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.005)
 
 
-async def test_the_socket_is_read_on_below_the_bound_paused_above_it_and_nothing_is_lost() -> None:
-    opened: asyncio.Queue[InkroomWebSocketProtocol] = asyncio.Queue()
-    read_now = asyncio.Event()
-    received: list[bytes] = []
-    done = asyncio.Event()
+Handler = Callable[[InkroomWebSocketProtocol, Any], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def _serving(handler: Handler) -> AsyncIterator[int]:
+    """A uvicorn server with Inkroom's WebSocket protocol on a free port (yielded): each
+    socket is accepted, then ``handler(protocol, receive)`` runs it."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -41,13 +44,7 @@ async def test_the_socket_is_read_on_below_the_bound_paused_above_it_and_nothing
             return
         assert (await receive())["type"] == "websocket.connect"
         await send({"type": "websocket.accept"})
-        opened.put_nowait(scope["extensions"]["inkroom.send_nowait"].__self__)
-        await read_now.wait()  # a stalled application: nothing read until the test says
-        while len(received) < 80:
-            message = await receive()
-            received.append(message["bytes"])
-        done.set()
-        await receive()
+        await handler(scope["extensions"]["inkroom.send_nowait"].__self__, receive)
 
     port = free_port()
     server = uvicorn.Server(
@@ -58,6 +55,28 @@ async def test_the_socket_is_read_on_below_the_bound_paused_above_it_and_nothing
     serving = asyncio.create_task(server.serve())
     try:
         await _until(lambda: server.started, "the server")
+        yield port
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 15)
+
+
+async def test_the_socket_is_read_on_below_the_bound_paused_above_it_and_nothing_is_lost() -> None:
+    opened: asyncio.Queue[InkroomWebSocketProtocol] = asyncio.Queue()
+    read_now = asyncio.Event()
+    received: list[bytes] = []
+    done = asyncio.Event()
+
+    async def stalled(proto: InkroomWebSocketProtocol, receive: Any) -> None:
+        opened.put_nowait(proto)
+        await read_now.wait()  # a stalled application: nothing read until the test says
+        while len(received) < 80:
+            message = await receive()
+            received.append(message["bytes"])
+        done.set()
+        await receive()
+
+    async with _serving(stalled) as port:
         sent = [bytes([i]) * 2048 for i in range(80)]  # 160 KiB in all
         async with connect(f"ws://127.0.0.1:{port}/", compression=None) as ws:
             proto = await asyncio.wait_for(opened.get(), 10)
@@ -80,9 +99,6 @@ async def test_the_socket_is_read_on_below_the_bound_paused_above_it_and_nothing
             assert proto.transport.is_reading()
             assert inbox.bytes == 0
             assert inbox.empty()
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 15)
 
 
 async def test_a_cancelled_reader_loses_no_message() -> None:
@@ -121,30 +137,15 @@ async def test_the_request_is_not_kept_for_the_connections_life_and_frames_still
     opened: asyncio.Queue[InkroomWebSocketProtocol] = asyncio.Queue()
     echoed: asyncio.Queue[bytes] = asyncio.Queue()
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        assert (await receive())["type"] == "websocket.connect"
-        await send({"type": "websocket.accept"})
-        opened.put_nowait(scope["extensions"]["inkroom.send_nowait"].__self__)
+    async def echo(proto: InkroomWebSocketProtocol, receive: Any) -> None:
+        opened.put_nowait(proto)
         while True:
             message = await receive()
             if message["type"] != "websocket.receive":
                 return
             echoed.put_nowait(message["bytes"])
 
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, ws=InkroomWebSocketProtocol, log_config=None
-        )
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        await _until(lambda: server.started, "the server")
+    async with _serving(echo) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         frame = _masked_binary(b"first message")
         if split is None:
@@ -166,9 +167,6 @@ async def test_the_request_is_not_kept_for_the_connections_life_and_frames_still
         assert await asyncio.wait_for(echoed.get(), 10) == b"first message"
         assert await asyncio.wait_for(echoed.get(), 10) == b"second"
         writer.close()
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 15)
 
 
 async def test_the_writable_flag_releases_every_waiter_on_set_and_forgets_cancelled_ones() -> None:
