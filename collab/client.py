@@ -56,7 +56,6 @@ class Client:
         "_queued_bytes",
         "_sending",
         "_sync_reply",
-        "_waiter",
         "answered",
         "bytes_in",
         "bytes_out",
@@ -80,8 +79,6 @@ class Client:
         self._queued_bytes = 0
         # The queued full-state reply (SyncStep2), if any: at most one per client.
         self._sync_reply: bytes | SyncReply | None = None
-        # The pump's wake-up while it waits (an Event per client was 860 bytes, idle).
-        self._waiter: asyncio.Future[None] | None = None
         self._failure: CollabError | None = None
         # The pump's task, which a failure cancels when it is stuck in a send to a peer
         # that does not read (no separate watcher task per connection).
@@ -197,11 +194,6 @@ class Client:
         return True
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:  # a long-lived :meth:`pump` waits
-            if not waiter.done():
-                waiter.set_result(None)
-            return
         if self._connection is None or self._ended:
             return
         writer = self._pump
@@ -286,30 +278,23 @@ class Client:
         self._wake()
 
     async def pump(self, connection: Connection) -> None:
-        """Writes queued frames in order until finished; raises the failure, if any.
+        """:meth:`start`, then waits until the client ends: returns once finished with the
+        outbox drained, raises the failure, if any (for a caller that owns a task)."""
+        done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
 
-        From its start, :meth:`send` may also write directly through
-        ``connection.send_nowait`` whenever this pump has nothing queued or in flight.
-        """
-        self._pump = asyncio.current_task()
+        def on_done(outcome: BaseException | None) -> None:
+            if not done.done():
+                done.set_result(outcome)
+
+        self.start(connection, on_done)
         try:
-            await self._run_pump(connection)
-        except asyncio.CancelledError:
-            if self._cancelled_by_fail and self._pump is not None:
-                self._cancelled_by_fail = False
-                if self._pump.uncancel() == 0:  # only ours: end as the failure
-                    assert self._failure is not None
-                    raise self._failure from None
-            raise
-
-    async def _run_pump(self, connection: Connection) -> None:
-        self._direct = connection.send_nowait
-        while not await self._drain(connection):
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+            outcome = await done
+        finally:
+            writer = self.stop()
+            if writer is not None:
+                await asyncio.wait([writer])
+        if outcome is not None:
+            raise outcome
 
     async def _drain(self, connection: Connection) -> bool:
         """Writes the queued frames in order; raises the failure; ``True`` once finished

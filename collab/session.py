@@ -93,10 +93,11 @@ async def serve(registry: Registry, connection: Connection, name: DocumentName, 
         # it as its own and lets it escape.
         if tasks:
             await asyncio.wait(tasks)
-    errors = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
+    # The reader's end first, then the writer's: the first client error wins.
+    errors = [t.exception() for t in tasks if not t.cancelled()]
     if ended.done():
         errors.insert(0, ended.result())
-    if written.done() and written.result() is not None:
+    if written.done():
         errors.append(written.result())
     close = _close_for([e for e in errors if e is not None], fields)
     if close is not None:

@@ -58,16 +58,7 @@ class StarletteConnection:
         self.address: str = websocket.client.host if websocket.client else ""
 
     async def receive(self) -> bytes:
-        message = await self._receive()
-        kind = message["type"]
-        if kind == "websocket.receive":
-            data = message.get("bytes")
-            if data is None:
-                raise UnsupportedData("text frames are not part of the y-websocket protocol")
-            return bytes(data)
-        if kind == "websocket.disconnect":
-            raise Disconnected(message.get("code"))
-        raise Disconnected(None)
+        return _payload(await self._receive())
 
     def listen(
         self, on_message: Callable[[bytes], None], on_end: Callable[[BaseException], None]
@@ -76,17 +67,12 @@ class StarletteConnection:
             return False
 
         def deliver(message: Any) -> None:
-            kind = message["type"]
-            if kind == "websocket.receive":
-                data = message.get("bytes")
-                if data is None:
-                    on_end(UnsupportedData("text frames are not part of the y-websocket protocol"))
-                else:
-                    on_message(bytes(data))
-            elif kind == "websocket.disconnect":
-                on_end(Disconnected(message.get("code")))
-            else:
-                on_end(Disconnected(None))
+            try:
+                data = _payload(message)
+            except (UnsupportedData, Disconnected) as exc:
+                on_end(exc)
+                return
+            on_message(data)
 
         self._listen(deliver)
         return True
@@ -118,6 +104,20 @@ class StarletteConnection:
             await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
         except Exception:  # already closed by the peer or the server: nothing left to do
             log.debug("close after disconnect", extra={"code": int(code)})
+
+
+def _payload(message: Any) -> bytes:
+    """A received ASGI message's bytes. Raises :class:`UnsupportedData` for text and
+    :class:`Disconnected` for the end of the connection."""
+    kind = message["type"]
+    if kind == "websocket.receive":
+        data = message.get("bytes")
+        if data is None:
+            raise UnsupportedData("text frames are not part of the y-websocket protocol")
+        return bytes(data)
+    if kind == "websocket.disconnect":
+        raise Disconnected(message.get("code"))
+    raise Disconnected(None)
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
