@@ -31,7 +31,7 @@ from .routes.admin import admin_routes
 from .routes.billing import billing_routes
 from .routes.check_reports import check_report_routes
 from .routes.client import ClientFiles, client_dir, shell
-from .routes.collab import websocket_endpoint
+from .routes.collab import open_document, websocket_endpoint
 from .routes.control import publish_control
 from .routes.health import healthz, metrics, readyz
 from .routes.replay import replay_routes
@@ -39,6 +39,7 @@ from .routes.sfu import sfu_endpoint
 from .settings import Settings
 from .state import AppState
 from .web import OriginCheck
+from .ws_direct import DirectSocket
 
 log = logging.getLogger("inkroom.server")
 
@@ -60,6 +61,12 @@ class InkroomApp(Starlette):
             await websocket_endpoint(WebSocket(scope, receive, send))
             return
         await super().__call__(scope, receive, send)
+
+    async def open_document_socket(
+        self, socket: DirectSocket, document: str, token: str | None
+    ) -> None:
+        """A ``/ws/...`` socket that uvicorn upgraded without ASGI (server/ws_direct.py)."""
+        await open_document(self.state.inkroom, socket, document, token)
 
 
 WS_PREFIX = "/ws/"

@@ -12,10 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from . import ws_direct
+
 HEAD_TIMEOUT = 10.0
+# Upgrades under this path go to the app's ``open_document_socket`` (server/ws_direct.py).
+DIRECT_PREFIX = "/ws/"
 MAX_HEAD_BYTES = 8192
 
 log = logging.getLogger("inkroom.server.http")
@@ -44,6 +50,40 @@ class InkroomH11Protocol(H11Protocol):
             self._head_deadline = None
         super().connection_lost(exc)
 
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        path: str = self.scope["path"]
+        opener = _find(self.app, "open_document_socket") if path.startswith(DIRECT_PREFIX) else None
+        if opener is None:  # ``/sfu/...``, or an app without document sockets: ASGI
+            super().handle_websocket_upgrade(event)
+            return
+        self.connections.discard(self)
+        token = None
+        for name, value in parse_qsl(self.scope["query_string"].decode("latin-1")):
+            if name == "token":
+                token = value  # the last one, as Starlette's query_params.get reads it
+        ws_direct.accept(
+            self.transport,
+            self.headers,
+            document=path[len(DIRECT_PREFIX) :],
+            token=token,
+            address=self._client_host(),
+            config=self.config,
+            server_state=self.server_state,
+            opener=opener,
+            early=self.conn.trailing_data[0],
+        )
+
+    def _client_host(self) -> str:
+        """The peer's address, or the one a trusted proxy forwarded (uvicorn's rule)."""
+        host = self.client[0] if self.client else ""
+        proxy = _find(self.app, "trusted_hosts") if self.config.proxy_headers else None
+        if proxy is not None and host in proxy:
+            forwarded = [v for n, v in self.headers if n == b"x-forwarded-for"]
+            if forwarded:
+                found, _ = proxy.get_trusted_client_address(b", ".join(forwarded).decode("latin1"))
+                host = found or host
+        return host
+
     def _head_timed_out(self) -> None:
         self._head_deadline = None
         if self.scope is None and not self.transport.is_closing():
@@ -58,3 +98,15 @@ def uvicorn_options(**overrides: Any) -> dict[str, Any]:
         "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
         **overrides,
     }
+
+
+def _find(app: Any, attribute: str) -> Any:
+    """``attribute`` of the first app in uvicorn's middleware chain that has it."""
+    for _ in range(8):
+        if app is None:
+            return None
+        found = getattr(app, attribute, None)
+        if found is not None:
+            return found
+        app = getattr(app, "app", None)
+    return None

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import struct
+import typing
 import weakref
 import zlib
 from collections import OrderedDict, deque
@@ -112,7 +113,7 @@ class WireCache:
                 _, dropped = self._frames.popitem(last=False)
                 self._bytes -= len(dropped)
 
-    def frame(self, conn: ServerProtocol, data: bytes) -> bytes:
+    def frame(self, conn: Protocol, data: bytes) -> bytes:
         """``data`` as this connection's compressed frame; compressed only on a miss."""
         extension = conn.extensions[0]
         assert isinstance(extension, PerMessageDeflate)
@@ -134,6 +135,21 @@ class WireCache:
 WIRE_CACHE: Final = WireCache()
 
 
+class Pinged(typing.Protocol):
+    """What :class:`Keepalive` needs of a connection."""
+
+    keepalive_slot: set[Pinged] | None
+    last_heard: float  # ``loop.time()`` of the last bytes received
+
+    def ping(self, payload: bytes, now: float) -> bool:
+        """Sends a ping; ``False`` if the connection is closing."""
+        ...
+
+    def keepalive_timeout(self) -> None:
+        """The last ping went unanswered: close the connection."""
+        ...
+
+
 class Keepalive:
     """Pings every connection of one event loop from a single timer.
 
@@ -151,10 +167,10 @@ class Keepalive:
         self._interval = interval
         self._tick_every = interval / self.SLOTS
         self._timeout = timeout
-        self._slots: list[set[InkroomWebSocketProtocol]] = [set() for _ in range(self.SLOTS)]
+        self._slots: list[set[Pinged]] = [set() for _ in range(self.SLOTS)]
         self._deal = itertools.cycle(self._slots)
         self._cursor = 0
-        self._waiting: dict[InkroomWebSocketProtocol, float] = {}  # ping sent, no pong yet
+        self._waiting: dict[Pinged, float] = {}  # ping sent, no pong yet
         self._count = 0
         self._timer: asyncio.TimerHandle | None = None
         self._payloads = itertools.count()
@@ -162,7 +178,7 @@ class Keepalive:
     def __len__(self) -> int:
         return self._count
 
-    def add(self, connection: InkroomWebSocketProtocol) -> None:
+    def add(self, connection: Pinged) -> None:
         slot = next(self._deal)
         slot.add(connection)
         connection.keepalive_slot = slot
@@ -170,7 +186,7 @@ class Keepalive:
         if self._timer is None:
             self._timer = self._loop.call_later(self._tick_every, self._tick)
 
-    def remove(self, connection: InkroomWebSocketProtocol) -> None:
+    def remove(self, connection: Pinged) -> None:
         slot = connection.keepalive_slot
         if slot is None:
             return
@@ -179,7 +195,7 @@ class Keepalive:
         self._waiting.pop(connection, None)
         self._count -= 1
 
-    def answered(self, connection: InkroomWebSocketProtocol) -> None:
+    def answered(self, connection: Pinged) -> None:
         self._waiting.pop(connection, None)
 
     def _tick(self) -> None:
@@ -402,14 +418,64 @@ class LargeMessageDeflateFactory(ServerPerMessageDeflateFactory):
         return response, large
 
 
-class InkroomWebSocketProtocol(WebSocketsSansIOProtocol):
+class FastWrites:
+    """The direct send path of a WebSocket connection: :meth:`send_nowait`,
+    :meth:`send_many_nowait`, framed through :data:`WIRE_CACHE`.
+
+    For a connection with ``transport``, ``conn`` (websockets' sans-IO protocol, which
+    holds the negotiated compression) and ``writable`` (set while the transport takes
+    more); :meth:`_can_write` and :meth:`_closing` say when it may write.
+    """
+
+    __slots__ = ()
+
+    transport: asyncio.Transport
+    conn: Any  # websockets' Protocol (uvicorn's attribute says ServerProtocol)
+    writable: Any  # a Flag (uvicorn's attribute says asyncio.Event)
+
+    def _closing(self) -> bool:
+        raise NotImplementedError
+
+    def _can_write(self) -> bool:
+        raise NotImplementedError
+
+    def send_nowait(self, data: bytes) -> bool:
+        """Writes ``data`` as one binary message now; ``False`` if it would have to wait.
+
+        It waits when the transport is paused (the peer reads slowly), before the
+        handshake completes and after a close. With compression negotiated, a large
+        message goes through websockets' own encoder, which compresses it; a small one is
+        framed here, plain, as without the extension.
+        """
+        if not self._can_write():
+            return False
+        self.transport.write(self._wire(data))
+        return True
+
+    def send_many_nowait(self, messages: Sequence[bytes]) -> bool:
+        """Writes ``messages`` as binary messages, in order, in one transport write;
+        ``False`` (nothing written) if it would have to wait."""
+        if not self._can_write():
+            return False
+        self.transport.write(b"".join([self._wire(data) for data in messages]))
+        return True
+
+    def _wire(self, data: bytes) -> bytes:
+        if len(data) < COMPRESS_MIN_BYTES:
+            return binary_frame(data)
+        if self.conn.extensions:
+            return WIRE_CACHE.frame(self.conn, data)
+        return WIRE_CACHE.plain(data)
+
+
+class InkroomWebSocketProtocol(FastWrites, WebSocketsSansIOProtocol):
     """Adds :meth:`send_nowait` and large-message-only compression; the rest is uvicorn's."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = Inbox()  # type: ignore[assignment]  # the same three methods, lighter
-        self.writable = Flag()  # type: ignore[assignment]  # likewise
-        self.keepalive_slot: set[InkroomWebSocketProtocol] | None = None
+        self.writable = Flag()  # likewise
+        self.keepalive_slot: set[Pinged] | None = None
         self.last_heard = 0.0
         self._keepalive: Keepalive | None = None
         if self.config.ws_per_message_deflate:
@@ -508,6 +574,19 @@ class InkroomWebSocketProtocol(WebSocketsSansIOProtocol):
             self.read_paused = False
             self.transport.resume_reading()
 
+    async def drained(self) -> bool:
+        """Waits until the transport takes more (uvicorn's flow control); ``False`` if the
+        connection is closing instead. Large sends then resume with :meth:`send_many_nowait`,
+        not one ASGI send per frame: under back-pressure that path cost 8x the CPU."""
+        await self.writable.wait()  # set again on resume, and on connection loss
+        return not self._closing()
+
+    def _closing(self) -> bool:
+        return self.close_sent or self.disconnected or self.transport.is_closing()
+
+    def _can_write(self) -> bool:
+        return self.handshake_complete and self.writable.is_set() and not self._closing()
+
     def _forget_request(self) -> None:
         """Swaps websockets' parser for a frame parser that never saw the request.
 
@@ -525,50 +604,6 @@ class InkroomWebSocketProtocol(WebSocketsSansIOProtocol):
         next(fresh)  # runs to the same wait: no data is buffered
         self.conn.parser = fresh
         parser.close()
-
-    def send_nowait(self, data: bytes) -> bool:
-        """Writes ``data`` as one binary message now; ``False`` if it would have to wait.
-
-        It waits when the transport is paused (the peer reads slowly), before the
-        handshake completes and after a close. With compression negotiated, a large
-        message goes through websockets' own encoder, which compresses it; a small one is
-        framed here, plain, as without the extension.
-        """
-        if not self._can_write():
-            return False
-        self.transport.write(self._wire(data))
-        return True
-
-    def send_many_nowait(self, messages: Sequence[bytes]) -> bool:
-        """Writes ``messages`` as binary messages, in order, in one transport write;
-        ``False`` (nothing written) if it would have to wait."""
-        if not self._can_write():
-            return False
-        self.transport.write(b"".join([self._wire(data) for data in messages]))
-        return True
-
-    async def drained(self) -> bool:
-        """Waits until the transport takes more (uvicorn's flow control); ``False`` if the
-        connection is closing instead. Large sends then resume with :meth:`send_many_nowait`,
-        not one ASGI send per frame: under back-pressure that path cost 8x the CPU."""
-        await self.writable.wait()  # set again on resume, and on connection loss
-        return not (self.close_sent or self.disconnected or self.transport.is_closing())
-
-    def _can_write(self) -> bool:
-        return (
-            self.handshake_complete
-            and not self.close_sent
-            and not self.disconnected
-            and self.writable.is_set()
-            and not self.transport.is_closing()
-        )
-
-    def _wire(self, data: bytes) -> bytes:
-        if len(data) < COMPRESS_MIN_BYTES:
-            return binary_frame(data)
-        if self.conn.extensions:
-            return WIRE_CACHE.frame(self.conn, data)
-        return WIRE_CACHE.plain(data)
 
     async def send(self, message: Any) -> None:
         """uvicorn's ASGI send, with large binary messages framed through :data:`WIRE_CACHE`."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from collab.errors import CollabError, UnsupportedData
-from collab.ports import Disconnected, DocumentName
+from collab.ports import Connection, Disconnected, DocumentName
 from collab.protocol import PermissionDenied
 from collab.session import serve
 
@@ -22,6 +22,14 @@ from ..state import AppState
 from ..ws_protocol import EXTENSION, EXTENSION_DRAINED, EXTENSION_LISTEN, EXTENSION_MANY
 
 log = logging.getLogger("inkroom.server.ws")
+
+
+class DocumentSocket(Connection, Protocol):
+    """A document's accepted socket: the session's Connection, plus what attendance
+    records of where it came from."""
+
+    device: str
+    address: str
 
 
 class StarletteConnection:
@@ -121,23 +129,34 @@ def _payload(message: Any) -> bytes:
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
+    """The endpoint through ASGI (another ASGI server, Starlette's test client); uvicorn
+    with Inkroom's HTTP protocol serves these sockets directly (server/ws_direct.py)."""
     state: AppState = websocket.app.state.inkroom
     document = websocket.path_params["document"]
-    fields = {"document": document}
     await websocket.accept()
     connection = StarletteConnection(websocket)
-    scope = websocket.scope
+    path = websocket.scope["path"]
     token = websocket.query_params.get("token")
     # Nothing reads the request again: its headers and query, and the WebSocket with its
     # caches of them, are not kept for the connection's life.
-    scope["headers"] = []
-    scope["query_string"] = b""
+    websocket.scope["headers"] = []
+    websocket.scope["query_string"] = b""
     del websocket
+    if path != "/ws/" + document:
+        # Starlette's route pattern ends in ``$``, which also matches before a final
+        # newline: ``c1/board%0A`` would open ``c1/board``.
+        await _refuse(connection, document, Forbidden("invalid document name"))
+        return
+    await open_document(state, connection, document, token)
+
+
+async def open_document(
+    state: AppState, connection: DocumentSocket, document: str, token: str | None
+) -> None:
+    """Serves an accepted socket for ``document``: authorises ``token``, admits the user
+    to the classroom, and runs the session until it ends. Refusals are closes with a 44xx
+    code."""
     try:
-        if scope["path"] != "/ws/" + document:
-            # Starlette's route pattern ends in ``$``, which also matches before a final
-            # newline: ``c1/board%0A`` would open ``c1/board``.
-            raise Forbidden("invalid document name")
         claims = verify(state.secret, token)
         authorize(claims, document)
         require_document(claims, document)
@@ -152,12 +171,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             lease.release()
             raise
     except ServerError as exc:
-        # Accepted first, then closed with a 44xx code: a refusal during the handshake
-        # reaches the browser as 1006, which the stock client retries forever.
-        log.warning("connection refused: %s", exc, extra={**fields, "code": exc.close_code})
-        with contextlib.suppress(Disconnected):  # it may already have gone
-            await connection.send(bytes(PermissionDenied(str(exc))))
-        await connection.close(exc.close_code, str(exc))
+        await _refuse(connection, document, exc)
         return
     try:
         await _serve(state, connection, document, claims)
@@ -166,8 +180,17 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         lease.release()
 
 
+async def _refuse(connection: DocumentSocket, document: str, exc: ServerError) -> None:
+    # Accepted first, then closed with a 44xx code: a refusal during the handshake
+    # reaches the browser as 1006, which the stock client retries forever.
+    log.warning("connection refused: %s", exc, extra={"document": document, "code": exc.close_code})
+    with contextlib.suppress(Disconnected):  # it may already have gone
+        await connection.send(bytes(PermissionDenied(str(exc))))
+    await connection.close(exc.close_code, str(exc))
+
+
 async def _serve(
-    state: AppState, connection: StarletteConnection, document: str, claims: Claims
+    state: AppState, connection: DocumentSocket, document: str, claims: Claims
 ) -> None:
     fields = {"document": document}
     peer = claims.peer()

@@ -67,7 +67,7 @@ async def test_one_timer_pings_every_connection_once_per_interval_spread_out() -
     alive = [_Pinged(keepalive, answers=True) for _ in range(64)]
     dead = _Pinged(keepalive, answers=False)
     for connection in [*alive, dead]:
-        keepalive.add(connection)  # type: ignore[arg-type]
+        keepalive.add(connection)
     started = loop.time()
     async with asyncio.timeout(10):
         await dead.timed_out.wait()
@@ -87,5 +87,5 @@ async def test_one_timer_pings_every_connection_once_per_interval_spread_out() -
     first = sorted(c.pings[0] for c in alive)
     assert len({round((t - started) / (interval / Keepalive.SLOTS)) for t in first}) >= 8
     for connection in alive:
-        keepalive.remove(connection)  # type: ignore[arg-type]
+        keepalive.remove(connection)
     assert len(keepalive) == 0
