@@ -201,10 +201,25 @@ class Client:
             return  # the writer sees the queue, the failure or the finish at its next step
         if self._failure is not None:
             self._end(self._failure)
-        elif self._queue:
+        elif self._queue and not self._write_now(self._connection):
             self._pump = asyncio.get_running_loop().create_task(self._write_queued())
-        elif self._finished:
+        elif self._finished and not self._queue:
             self._end(None)
+
+    def _write_now(self, connection: Connection) -> bool:
+        """Writes the queued frames in one transport write if they are all plain frames
+        and the transport takes them at once (what a join queues before :meth:`start`:
+        the room's SyncStep1 and presence); ``False`` leaves them for a writer task."""
+        queue = self._queue
+        if not all(type(message) is bytes for message in queue):
+            return False
+        frames: list[bytes] = list(queue)  # type: ignore[arg-type]  # checked just above
+        if not connection.send_many_nowait(frames):
+            return False
+        queue.clear()
+        self._queued_bytes = 0
+        self._sync_reply = None  # if it was queued, it was one of these plain frames
+        return True
 
     def start(
         self, connection: Connection, on_done: Callable[[BaseException | None], None]

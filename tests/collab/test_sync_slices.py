@@ -204,3 +204,28 @@ async def test_shared_slices_leave_in_bounded_batches_with_frames_between() -> N
     assert live == len(connection.batches[0])  # right after the batch it was queued behind
     assert type(decode(connection.frames[-1])).__name__ == "SyncStep2"
     assert _rebuilt(connection.frames) == doc.get("shapes", type=Map).to_py()
+
+
+async def test_frames_queued_before_start_leave_in_one_write_without_a_writer_task() -> None:
+    client = Client(STUDENT, outbox_limit=1024, outbox_bytes=1 << 20)
+    queued = [b"\x00\x00\x01\x00", b"\x01presence"]  # what a join queues: SyncStep1, presence
+    for frame in queued:
+        assert client.send(frame)
+    connection = Batching()
+    client.start(connection, lambda outcome: None)
+    assert connection.batches == [queued]  # written by start itself, in one write
+    assert client.stop() is None  # no writer task was made
+    assert client.outbox_depth == (0, 0)
+
+    # A transport that cannot take them leaves them to a writer task, in order.
+    late = Client(STUDENT, outbox_limit=1024, outbox_bytes=1 << 20)
+    for frame in queued:
+        assert late.send(frame)
+    paused = Batching()
+    paused.paused = True
+    done = asyncio.Event()
+    late.start(paused, lambda outcome: done.set())
+    assert paused.batches == []
+    late.finish()
+    await wait_for(done.wait(), 10)
+    assert paused.frames == queued
