@@ -186,7 +186,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from . import logs
     from .app import create_app
-    from .http_protocol import uvicorn_options
+    from .http_protocol import QuietServer, uvicorn_options
     from .routes.client import client_dir
     from .ws_protocol import InkroomWebSocketProtocol
 
@@ -223,7 +223,7 @@ def serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=15,
         **uvicorn_options(),
     )
-    server = uvicorn.Server(config)
+    server = QuietServer(config)
     tune_collector()
     try:
         server.run(sockets=[sock])

@@ -10,11 +10,13 @@ uvicorn's own ``timeout_keep_alive``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
 import h11
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from . import ws_direct
@@ -110,3 +112,27 @@ def _find(app: Any, attribute: str) -> Any:
             return found
         app = getattr(app, "app", None)
     return None
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn's server with its housekeeping tick (the Date header, the exit check) once
+    a second instead of ten times: on an idle node that tick was most of the wake-ups. A
+    signal wakes the loop at once, so shutdown is as prompt as before."""
+
+    _wake: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        self._wake = asyncio.Event()
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            # uvicorn counts tenths of a second; every tenth tick refreshes the date.
+            counter = (counter + 10) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+            should_exit = await self.on_tick(counter)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        if self._wake is not None:  # a signal handler: the loop runs in this thread
+            self._wake.set()
