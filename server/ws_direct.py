@@ -7,8 +7,9 @@ none of it: it reads the path, the token and two headers, then hands messages bo
 Here the upgrade is answered from h11's parsed headers (:func:`handshake`) and the socket
 becomes a :class:`DirectSocket`, which is the session's :class:`collab.ports.Connection`
 itself. Frames are still parsed by websockets' sans-IO protocol (limits, fragmentation,
-compression and the closing handshake as before); writing is the same direct path as the
-ASGI protocol's (:class:`FastWrites`), and keep-alive the same shared timer.
+compression and the closing handshake as before); what the server sends is written to
+the transport at once when it can take it (:meth:`DirectSocket.send_nowait`), framed once
+for every reader, and keep-alive pings come from the loop's one shared timer.
 
 Other WebSocket routes (``/sfu/...``) keep the ASGI path.
 """
@@ -34,11 +35,14 @@ from collab.errors import UnsupportedData
 from collab.ports import Disconnected
 
 from .ws_protocol import (
+    COMPRESS_MIN_BYTES,
     INBOX_BYTES,
-    FastWrites,
+    PING_HEADER,
+    WIRE_CACHE,
     Flag,
     Keepalive,
     LargeMessageDeflateFactory,
+    binary_frame,
     keepalive_for,
 )
 
@@ -148,7 +152,7 @@ def _negotiate(offers: list[str]) -> tuple[str, PerMessageDeflate] | None:
 Opener = Callable[["DirectSocket", str, "str | None"], Coroutine[Any, Any, None]]
 
 
-class DirectSocket(FastWrites, asyncio.Protocol):
+class DirectSocket(asyncio.Protocol):
     """One accepted WebSocket: the transport's protocol and the session's Connection.
 
     Received messages go to the session's listener from :meth:`data_received`; until it
@@ -399,13 +403,33 @@ class DirectSocket(FastWrites, asyncio.Protocol):
         self.close_sent = True
         self._flush()
 
-    # -- FastWrites ----------------------------------------------------------------------
+    def send_nowait(self, data: bytes) -> bool:
+        """Writes ``data`` as one binary message now; ``False`` if it would have to wait
+        (the peer reads slowly and the transport is paused, or the socket is closing)."""
+        if not self.writable.is_set() or self._closing():
+            return False
+        self.transport.write(self._wire(data))
+        return True
+
+    def send_many_nowait(self, data: Sequence[bytes]) -> bool:
+        """Writes ``data`` as binary messages, in order, in one transport write; ``False``
+        (nothing written) if it would have to wait."""
+        if not self.writable.is_set() or self._closing():
+            return False
+        self.transport.write(b"".join([self._wire(message) for message in data]))
+        return True
 
     def _closing(self) -> bool:
         return self.close_sent or self._lost or self.transport.is_closing()
 
-    def _can_write(self) -> bool:
-        return self.writable.is_set() and not self._closing()
+    def _wire(self, data: bytes) -> bytes:
+        # A small message (a stroke, presence) is framed plain; a large one is compressed
+        # if compression was agreed, and framed once for every socket (WireCache).
+        if len(data) < COMPRESS_MIN_BYTES:
+            return binary_frame(data)
+        if self.conn.extensions:
+            return WIRE_CACHE.frame(self.conn, data)
+        return WIRE_CACHE.plain(data)
 
     # -- keep-alive through the loop's shared Keepalive --------------------------------
 
@@ -418,7 +442,7 @@ class DirectSocket(FastWrites, asyncio.Protocol):
         if self._closing():
             return False
         self.pending_ping_payload = payload
-        self.transport.write(b"\x89\x04" + payload)  # FIN + ping, 4 bytes, unmasked
+        self.transport.write(PING_HEADER + payload)
         return True
 
     def keepalive_timeout(self) -> None:

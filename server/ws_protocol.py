@@ -1,11 +1,8 @@
-"""uvicorn's sans-IO WebSocket protocol plus a synchronous send for the broadcast hot path.
+"""What Inkroom's WebSocket connections share: framing, compression, keep-alive.
 
-Through ASGI, every frame to every reader costs a task wake-up, an ``await`` chain through
-the server's ``send`` and a frame serialisation: measured at 46-97 us per frame against
-15-36 us for the Node reference server (bench/RESULTS.md). ``send_nowait`` writes a
-binary message to the transport at once when the connection can take it without
-waiting, and reports ``False`` otherwise so the caller queues it for the ordinary path.
-It is offered to the application as the ASGI scope extension ``inkroom.send_nowait``.
+Server frames are framed here, not by websockets' encoder (:func:`binary_frame`): through
+an ``await`` chain and the encoder, every frame to every reader cost 46-97 us against 15-36
+us for the Node reference server (bench/RESULTS.md).
 
 Compression (``ws_compression``, on by default) is permessage-deflate for large messages
 only: a board's first sync and catch-ups shrink by about three quarters, while live
@@ -34,13 +31,11 @@ import struct
 import typing
 import weakref
 import zlib
-from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any, Final
 
-from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.exceptions import InvalidState
 from websockets.extensions.base import Extension
 from websockets.extensions.permessage_deflate import (
     PerMessageDeflate,
@@ -51,18 +46,15 @@ from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 from websockets.typing import ExtensionParameter
 
-EXTENSION = "inkroom.send_nowait"
-EXTENSION_MANY = "inkroom.send_many_nowait"
-EXTENSION_DRAINED = "inkroom.drained"
-EXTENSION_LISTEN = "inkroom.listen"
 # Messages from this size on are compressed (a first-sync slice is 16 KiB); smaller ones
 # are not. A live stroke batch or a cursor is 50-400 bytes.
 COMPRESS_MIN_BYTES: Final = 4096
 # Compressed frames kept for reuse, in bytes: a few large rooms' first syncs.
 WIRE_CACHE_BYTES: Final = 32 * 1024 * 1024
-# Received bytes a connection may hold unread before its socket stops being read.
+# Received bytes a connection may hold before its session reads them; past this its
+# socket stops being read (server/ws_direct.py).
 INBOX_BYTES: Final = 64 * 1024
-_PING_HEADER: Final = bytes((0x89, 4))
+PING_HEADER: Final = bytes((0x89, 4))
 # Server-to-client frames are never masked (RFC 6455 5.1): FIN + binary opcode, then length.
 _FIN_BINARY = 0x82
 
@@ -232,9 +224,9 @@ def keepalive_for(interval: float, timeout: float) -> Keepalive:
 
 
 class Flag:
-    """``asyncio.Event``'s set, clear, is_set and wait, for uvicorn's per-connection
-    ``writable``: an Event is 860 bytes, idle or not (its waiters' deque); this is two
-    slots, and a future only while someone waits."""
+    """``asyncio.Event``'s set, clear, is_set and wait, for a connection's ``writable``:
+    an Event is 860 bytes, idle or not (its waiters' deque); this is two slots, and a
+    future only while someone waits."""
 
     __slots__ = ("_set", "_waiters")
 
@@ -270,68 +262,6 @@ class Flag:
             if self._waiters is not None and waiter in self._waiters:
                 self._waiters.remove(waiter)
         return True
-
-
-class Inbox:
-    """A connection's received messages, waiting for the application's ``receive``.
-
-    uvicorn keeps them in an ``asyncio.Queue``: 3.3 KB per connection, idle or not (its
-    getter and putter deques and a condition's worth of state), a tenth of an idle
-    connection's memory. Here an idle connection holds two empty slots; the deque exists
-    only while messages wait. ``bytes`` is what they hold, for the read pause.
-    """
-
-    __slots__ = ("_items", "_listener", "_waiter", "bytes")
-
-    def __init__(self) -> None:
-        self._items: deque[Any] | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._listener: Callable[[Any], None] | None = None
-        self.bytes = 0
-
-    def listen(self, listener: Callable[[Any], None]) -> None:
-        """From now on every message goes to ``listener`` as it is put, not to ``get``;
-        those already waiting go first, in order."""
-        while self._items:
-            message = self._items.popleft()
-            self.bytes -= _size(message)
-            listener(message)
-        self._items = None
-        self._listener = listener
-
-    def put_nowait(self, message: Any) -> None:
-        listener = self._listener
-        if listener is not None:
-            listener(message)
-            return
-        if self._items is None:
-            self._items = deque()
-        self._items.append(message)
-        self.bytes += _size(message)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def empty(self) -> bool:
-        return not self._items
-
-    async def get(self) -> Any:
-        while not self._items:
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-        items = self._items
-        message = items.popleft()
-        if not items:
-            self._items = None
-        self.bytes -= _size(message)
-        return message
-
-
-def _size(message: Any) -> int:
-    return len(message.get("bytes") or message.get("text") or b"")
 
 
 class LargeMessageDeflate(PerMessageDeflate):
@@ -418,63 +348,13 @@ class LargeMessageDeflateFactory(ServerPerMessageDeflateFactory):
         return response, large
 
 
-class FastWrites:
-    """The direct send path of a WebSocket connection: :meth:`send_nowait`,
-    :meth:`send_many_nowait`, framed through :data:`WIRE_CACHE`.
-
-    For a connection with ``transport``, ``conn`` (websockets' sans-IO protocol, which
-    holds the negotiated compression) and ``writable`` (set while the transport takes
-    more); :meth:`_can_write` and :meth:`_closing` say when it may write.
-    """
-
-    __slots__ = ()
-
-    transport: asyncio.Transport
-    conn: Any  # websockets' Protocol (uvicorn's attribute says ServerProtocol)
-    writable: Any  # a Flag (uvicorn's attribute says asyncio.Event)
-
-    def _closing(self) -> bool:
-        raise NotImplementedError
-
-    def _can_write(self) -> bool:
-        raise NotImplementedError
-
-    def send_nowait(self, data: bytes) -> bool:
-        """Writes ``data`` as one binary message now; ``False`` if it would have to wait.
-
-        It waits when the transport is paused (the peer reads slowly), before the
-        handshake completes and after a close. With compression negotiated, a large
-        message goes through websockets' own encoder, which compresses it; a small one is
-        framed here, plain, as without the extension.
-        """
-        if not self._can_write():
-            return False
-        self.transport.write(self._wire(data))
-        return True
-
-    def send_many_nowait(self, messages: Sequence[bytes]) -> bool:
-        """Writes ``messages`` as binary messages, in order, in one transport write;
-        ``False`` (nothing written) if it would have to wait."""
-        if not self._can_write():
-            return False
-        self.transport.write(b"".join([self._wire(data) for data in messages]))
-        return True
-
-    def _wire(self, data: bytes) -> bytes:
-        if len(data) < COMPRESS_MIN_BYTES:
-            return binary_frame(data)
-        if self.conn.extensions:
-            return WIRE_CACHE.frame(self.conn, data)
-        return WIRE_CACHE.plain(data)
-
-
-class InkroomWebSocketProtocol(FastWrites, WebSocketsSansIOProtocol):
-    """Adds :meth:`send_nowait` and large-message-only compression; the rest is uvicorn's."""
+class InkroomWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol for the sockets that still go through ASGI (``/sfu/...``,
+    a few small signalling messages): large-message-only compression and the loop's shared
+    keep-alive timer. The documents' sockets do not come here (server/ws_direct.py)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.queue = Inbox()  # type: ignore[assignment]  # the same three methods, lighter
-        self.writable = Flag()  # likewise
         self.keepalive_slot: set[Pinged] | None = None
         self.last_heard = 0.0
         self._keepalive: Keepalive | None = None
@@ -484,8 +364,6 @@ class InkroomWebSocketProtocol(FastWrites, WebSocketsSansIOProtocol):
                 max_size=self.config.ws_max_size,
                 logger=self.conn.logger,
             )
-
-    # -- keep-alive through the loop's shared Keepalive --------------------------------
 
     def start_keepalive(self) -> None:
         if self.ping_interval is not None and self.ping_interval > 0:
@@ -507,45 +385,12 @@ class InkroomWebSocketProtocol(FastWrites, WebSocketsSansIOProtocol):
         self.ping_sent_at = now
         # Framed here (FIN + ping opcode, 4 bytes, unmasked): websockets' encoder adds
         # nothing a control frame needs and costs more than the send itself.
-        self.transport.write(_PING_HEADER + payload)
+        self.transport.write(PING_HEADER + payload)
         return True
 
     def data_received(self, data: bytes) -> None:
         self.last_heard = self.loop.time()
         super().data_received(data)
-
-    # -- reading: paused past INBOX_BYTES unread, not after every message -------------
-
-    def send_receive_event_to_app(self) -> None:
-        """uvicorn's, except that the socket keeps being read until ``INBOX_BYTES`` wait
-        unread: uvicorn stops reading after every message and starts again when the app
-        takes it, two ``epoll_ctl`` calls per message received. The session reads as
-        messages come, so the pause is for a stalled application, not for every stroke."""
-        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
-        self.frames = []
-        if self.close_sent:
-            return  # past ``websocket.close``: reads stay on until the peer's close reply
-        if self.curr_msg_data_type == "text":
-            try:
-                self.queue.put_nowait({"type": "websocket.receive", "text": data.decode()})
-            except UnicodeDecodeError:
-                self.conn.send_close(1007)
-                self.handle_parser_exception()
-                return
-        else:
-            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
-        inbox: Inbox = self.queue  # type: ignore[assignment]
-        if not self.read_paused and inbox.bytes > INBOX_BYTES:
-            self.read_paused = True
-            self.transport.pause_reading()
-
-    async def receive(self) -> Any:
-        message = await self.queue.get()
-        inbox: Inbox = self.queue  # type: ignore[assignment]
-        if self.read_paused and inbox.bytes <= INBOX_BYTES // 2:
-            self.read_paused = False
-            self.transport.resume_reading()
-        return message
 
     def handle_pong(self, event: Any) -> None:
         if self.pending_ping_payload is None or bytes(event.data) != self.pending_ping_payload:
@@ -554,82 +399,3 @@ class InkroomWebSocketProtocol(FastWrites, WebSocketsSansIOProtocol):
         self.pending_ping_payload = None
         if self._keepalive is not None:
             self._keepalive.answered(self)
-
-    def handle_connect(self, event: Any) -> None:
-        super().handle_connect(event)
-        self._forget_request()
-        scope = getattr(self, "scope", None)
-        if scope is not None:
-            scope["extensions"][EXTENSION] = self.send_nowait
-            scope["extensions"][EXTENSION_MANY] = self.send_many_nowait
-            scope["extensions"][EXTENSION_DRAINED] = self.drained
-            scope["extensions"][EXTENSION_LISTEN] = self.listen
-
-    def listen(self, listener: Callable[[Any], None]) -> None:
-        """Hands every received ASGI message to ``listener`` from ``data_received``, in
-        order, instead of queueing it for ``receive`` (see ``Connection.listen``)."""
-        inbox: Inbox = self.queue  # type: ignore[assignment]
-        inbox.listen(listener)
-        if self.read_paused:
-            self.read_paused = False
-            self.transport.resume_reading()
-
-    async def drained(self) -> bool:
-        """Waits until the transport takes more (uvicorn's flow control); ``False`` if the
-        connection is closing instead. Large sends then resume with :meth:`send_many_nowait`,
-        not one ASGI send per frame: under back-pressure that path cost 8x the CPU."""
-        await self.writable.wait()  # set again on resume, and on connection loss
-        return not self._closing()
-
-    def _closing(self) -> bool:
-        return self.close_sent or self.disconnected or self.transport.is_closing()
-
-    def _can_write(self) -> bool:
-        return self.handshake_complete and self.writable.is_set() and not self._closing()
-
-    def _forget_request(self) -> None:
-        """Swaps websockets' parser for a frame parser that never saw the request.
-
-        The server's parser reads the HTTP request into a local variable and then parses
-        frames in the same generator for the connection's whole life, so the request and
-        its headers (2-3 KB) stay alive with it. The swap happens only where the old
-        parser holds no partial frame: waiting at a frame boundary for the next byte.
-        """
-        parser = self.conn.parser
-        frames = getattr(parser, "gi_yieldfrom", None)  # websockets' Protocol.parse
-        waiting = getattr(frames, "gi_yieldfrom", None)
-        if getattr(getattr(waiting, "gi_code", None), "co_name", "") != "at_eof":
-            return
-        fresh = Protocol.parse(self.conn)
-        next(fresh)  # runs to the same wait: no data is buffered
-        self.conn.parser = fresh
-        parser.close()
-
-    async def send(self, message: Any) -> None:
-        """uvicorn's ASGI send, with large binary messages framed through :data:`WIRE_CACHE`."""
-        data = message.get("bytes") if message["type"] == "websocket.send" else None
-        if message["type"] == "websocket.accept":
-            await super().send(message)
-            if self.handshake_complete:
-                # The handshake's request and response (their header objects, ~4 KB)
-                # are never read again; the ASGI scope keeps what the app needs.
-                del self.request, self.response
-            return
-        if (
-            data is None
-            or len(data) < COMPRESS_MIN_BYTES
-            or not self.conn.extensions
-            or not self.handshake_complete
-            or self.close_sent
-            or self.initial_response is not None
-        ):
-            await super().send(message)
-            return
-        await self.writable.wait()
-        if self.disconnected:
-            raise ClientDisconnected()
-        try:
-            wire = WIRE_CACHE.frame(self.conn, bytes(data))
-        except InvalidState as exc:
-            raise ClientDisconnected() from exc
-        self.transport.write(wire)

@@ -19,7 +19,6 @@ from ..classroom import CLASS_SUFFIX, class_of
 from ..connections import classroom_of
 from ..errors import Forbidden, ServerError
 from ..state import AppState
-from ..ws_protocol import EXTENSION, EXTENSION_DRAINED, EXTENSION_LISTEN, EXTENSION_MANY
 
 log = logging.getLogger("inkroom.server.ws")
 
@@ -33,34 +32,18 @@ class DocumentSocket(Connection, Protocol):
 
 
 class StarletteConnection:
-    """Adapts a Starlette WebSocket to :class:`collab.ports.Connection`.
+    """Adapts a Starlette WebSocket to :class:`collab.ports.Connection`: the ASGI path,
+    where every message is an awaited send and the session reads with ``receive``.
 
     It keeps the ASGI callables and what attendance needs (device, address), not the
-    WebSocket: the request's headers and query are released once read (about 2 KB per
-    connection, for as long as it stays open).
+    WebSocket: the request's headers and query are released once read.
     """
 
-    __slots__ = (
-        "_drained",
-        "_listen",
-        "_receive",
-        "_send",
-        "_send_many_nowait",
-        "_send_nowait",
-        "address",
-        "device",
-    )
+    __slots__ = ("_receive", "_send", "address", "device")
 
     def __init__(self, websocket: WebSocket) -> None:
-        # The raw ASGI callables: the hot path skips Starlette's per-call state checks,
-        # which the session's own lifecycle already guarantees.
         self._receive = websocket._receive
         self._send = websocket._send
-        extensions = websocket.scope.get("extensions", {})
-        self._send_nowait = extensions.get(EXTENSION)
-        self._send_many_nowait = extensions.get(EXTENSION_MANY)
-        self._drained = extensions.get(EXTENSION_DRAINED)
-        self._listen = extensions.get(EXTENSION_LISTEN)
         # The browser or client that opened the socket, and from where (attendance).
         self.device: str = websocket.headers.get("user-agent", "")[:255]
         self.address: str = websocket.client.host if websocket.client else ""
@@ -71,19 +54,7 @@ class StarletteConnection:
     def listen(
         self, on_message: Callable[[bytes], None], on_end: Callable[[BaseException], None]
     ) -> bool:
-        if self._listen is None:  # another ASGI server: the session reads with receive
-            return False
-
-        def deliver(message: Any) -> None:
-            try:
-                data = _payload(message)
-            except (UnsupportedData, Disconnected) as exc:
-                on_end(exc)
-                return
-            on_message(data)
-
-        self._listen(deliver)
-        return True
+        return False  # ASGI has no callback for a received message
 
     async def send(self, data: bytes) -> None:
         try:
@@ -92,20 +63,13 @@ class StarletteConnection:
             raise Disconnected(None) from exc
 
     def send_nowait(self, data: bytes) -> bool:
-        if self._send_nowait is None:  # another ASGI server: the ordinary path only
-            return False
-        sent: bool = self._send_nowait(data)
-        return sent
+        return False  # every ASGI send is awaited
 
     def send_many_nowait(self, data: Sequence[bytes]) -> bool:
-        if self._send_many_nowait is None:
-            return False
-        sent: bool = self._send_many_nowait(data)
-        return sent
+        return False
 
     async def drained(self) -> None:
-        if self._drained is not None and not await self._drained():
-            raise Disconnected(None)
+        return None  # ``send`` itself waits for the server's flow control
 
     async def close(self, code: int, reason: str = "") -> None:
         try:

@@ -89,3 +89,23 @@ async def test_one_timer_pings_every_connection_once_per_interval_spread_out() -
     for connection in alive:
         keepalive.remove(connection)
     assert len(keepalive) == 0
+
+
+@pytest.mark.anyio
+async def test_the_writable_flag_releases_every_waiter_on_set_and_forgets_cancelled_ones() -> None:
+    from server.ws_protocol import Flag
+
+    flag = Flag()
+    assert flag.is_set()
+    assert await flag.wait()  # set: no wait at all
+    flag.clear()
+    waiters = [asyncio.create_task(flag.wait()) for _ in range(3)]
+    gone = asyncio.create_task(flag.wait())
+    await asyncio.sleep(0)
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert not any(w.done() for w in waiters)
+    flag.set()
+    assert await asyncio.wait_for(asyncio.gather(*waiters), 5) == [True, True, True]
+    assert flag.is_set()
