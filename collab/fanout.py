@@ -211,8 +211,15 @@ class FramedBus(ABC):
                 del self._seen[key]
 
     def send(self, channel: str, frame: Frame) -> None:
+        if not self._heard_by_others(channel):
+            return  # nobody to hear it: not even encoded
         self._m.frames_out(frame.kind)
         self._transmit(channel, bytes(frame))
+
+    def _heard_by_others(self, channel: str) -> bool:
+        """Whether another node may receive ``channel``; a transport that cannot know
+        says ``True``."""
+        return True
 
     # -- incoming ------------------------------------------------------------------------
 

@@ -124,6 +124,10 @@ class LocalBroker:
                 # Delivered on a later loop turn, like a message from another node.
                 loop.call_soon(bus._arrive, channel, frame)
 
+    def heard_by_others(self, sender: LocalBus, channel: str) -> bool:
+        """Whether a node other than ``sender`` has joined ``channel``."""
+        return any(b is not sender for b in self._channels.get(channel, ()))
+
     def join(self, bus: LocalBus, channel: str) -> None:
         if bus not in self._channels[channel]:
             self._channels[channel].append(bus)
@@ -163,6 +167,11 @@ class LocalBus(FramedBus):
             heartbeat_interval=kwargs.get("heartbeat_interval", self.heartbeat_interval),
             node_timeout=kwargs.get("node_timeout", self.node_timeout),
         )
+
+    def _heard_by_others(self, channel: str) -> bool:
+        # The embedded default is one node: every room's updates would be encoded as bus
+        # frames for nobody (a tenth of the relay's CPU per update in a classroom).
+        return self.broker.heard_by_others(self, channel)
 
     def _transmit(self, channel: str, frame: bytes) -> None:
         if self.partitioned:

@@ -236,3 +236,19 @@ async def test_a_single_node_answers_itself_at_once(
     answers = await asyncio.wait_for(a.ask(b"?", wait=30), 5)
     assert answers.replies == {a.node_id: b"alone"}
     assert answers.missing == ()
+
+
+def test_an_in_process_node_alone_on_a_channel_encodes_nothing_for_it() -> None:
+    from collab.memory import LocalBus
+
+    alone = LocalBus()
+    encoded: list[object] = []
+    transmitted: list[str] = []
+    alone._m.frames_out = encoded.append  # type: ignore[method-assign,assignment]
+    alone._transmit = lambda channel, frame: transmitted.append(channel)  # type: ignore[method-assign]
+    alone.send("doc:x", Frame(Kind.UPDATE, str(alone.node_id), 1, payload=b"u"))
+    assert (encoded, transmitted) == ([], [])  # the embedded default: nobody to hear it
+    other = alone.sibling()
+    other._join("doc:x")
+    alone.send("doc:x", Frame(Kind.UPDATE, str(alone.node_id), 2, payload=b"u"))
+    assert (encoded, transmitted) == ([Kind.UPDATE], ["doc:x"])
