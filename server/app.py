@@ -39,7 +39,7 @@ from .routes.sfu import sfu_endpoint
 from .settings import Settings
 from .state import AppState
 from .web import OriginCheck
-from .ws_direct import DirectSocket
+from .ws_direct import DOCUMENT_SOCKETS, DirectSocket
 
 log = logging.getLogger("inkroom.server")
 
@@ -55,9 +55,9 @@ class InkroomApp(Starlette):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and scope["path"].startswith(WS_PREFIX):
+        if scope["type"] == "websocket" and scope["path"].startswith(DOCUMENT_SOCKETS):
             scope["app"] = self
-            scope["path_params"] = {"document": scope["path"][len(WS_PREFIX) :]}
+            scope["path_params"] = {"document": scope["path"][len(DOCUMENT_SOCKETS) :]}
             await websocket_endpoint(WebSocket(scope, receive, send))
             return
         await super().__call__(scope, receive, send)
@@ -67,9 +67,6 @@ class InkroomApp(Starlette):
     ) -> None:
         """A ``/ws/...`` socket that uvicorn upgraded without ASGI (server/ws_direct.py)."""
         await open_document(self.state.inkroom, socket, document, token)
-
-
-WS_PREFIX = "/ws/"
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

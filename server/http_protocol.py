@@ -22,8 +22,6 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from . import ws_direct
 
 HEAD_TIMEOUT = 10.0
-# Upgrades under this path go to the app's ``open_document_socket`` (server/ws_direct.py).
-DIRECT_PREFIX = "/ws/"
 MAX_HEAD_BYTES = 8192
 
 log = logging.getLogger("inkroom.server.http")
@@ -54,7 +52,8 @@ class InkroomH11Protocol(H11Protocol):
 
     def handle_websocket_upgrade(self, event: h11.Request) -> None:
         path: str = self.scope["path"]
-        opener = _find(self.app, "open_document_socket") if path.startswith(DIRECT_PREFIX) else None
+        direct = path.startswith(ws_direct.DOCUMENT_SOCKETS)
+        opener = _find(self.app, "open_document_socket") if direct else None
         if opener is None:  # ``/sfu/...``, or an app without document sockets: ASGI
             super().handle_websocket_upgrade(event)
             return
@@ -66,7 +65,7 @@ class InkroomH11Protocol(H11Protocol):
         ws_direct.accept(
             self.transport,
             self.headers,
-            document=path[len(DIRECT_PREFIX) :],
+            document=path[len(ws_direct.DOCUMENT_SOCKETS) :],
             token=token,
             address=self._client_host(),
             config=self.config,

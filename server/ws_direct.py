@@ -48,6 +48,9 @@ from .ws_protocol import (
 
 log = logging.getLogger("inkroom.server.ws")
 
+# The path under which the documents' sockets live; InkroomApp serves the same path
+# through ASGI for servers that do not use Inkroom's HTTP protocol (the test client).
+DOCUMENT_SOCKETS: Final = "/ws/"
 _GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # How long a close we sent may wait for the peer's reply before the socket is dropped.
 CLOSE_TIMEOUT: Final = 10.0

@@ -17,7 +17,7 @@ from collab.session import serve
 from ..auth import Claims, Role, authorize, require_document, verify
 from ..classroom import CLASS_SUFFIX, class_of
 from ..connections import classroom_of
-from ..errors import Forbidden, ServerError
+from ..errors import ServerError
 from ..state import AppState
 
 log = logging.getLogger("inkroom.server.ws")
@@ -35,8 +35,7 @@ class StarletteConnection:
     """Adapts a Starlette WebSocket to :class:`collab.ports.Connection`: the ASGI path,
     where every message is an awaited send and the session reads with ``receive``.
 
-    It keeps the ASGI callables and what attendance needs (device, address), not the
-    WebSocket: the request's headers and query are released once read.
+    It keeps the ASGI callables and what attendance needs (device, address).
     """
 
     __slots__ = ("_receive", "_send", "address", "device")
@@ -96,22 +95,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     """The endpoint through ASGI (another ASGI server, Starlette's test client); uvicorn
     with Inkroom's HTTP protocol serves these sockets directly (server/ws_direct.py)."""
     state: AppState = websocket.app.state.inkroom
-    document = websocket.path_params["document"]
     await websocket.accept()
-    connection = StarletteConnection(websocket)
-    path = websocket.scope["path"]
+    document = websocket.path_params["document"]
     token = websocket.query_params.get("token")
-    # Nothing reads the request again: its headers and query, and the WebSocket with its
-    # caches of them, are not kept for the connection's life.
-    websocket.scope["headers"] = []
-    websocket.scope["query_string"] = b""
-    del websocket
-    if path != "/ws/" + document:
-        # Starlette's route pattern ends in ``$``, which also matches before a final
-        # newline: ``c1/board%0A`` would open ``c1/board``.
-        await _refuse(connection, document, Forbidden("invalid document name"))
-        return
-    await open_document(state, connection, document, token)
+    await open_document(state, StarletteConnection(websocket), document, token)
 
 
 async def open_document(
