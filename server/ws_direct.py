@@ -233,11 +233,9 @@ class DirectSocket(asyncio.Protocol):
         for event in conn.events_received():
             if type(event) is Frame:  # a server-side Protocol only ever yields frames
                 self._frame(event)
-        self._flush()
-        if conn.parser_exc is not None:
-            # websockets has queued the close frame its error calls for (1002, 1007, 1009).
+        self._flush()  # pongs, close replies, and the close frame a parser error calls for
+        if conn.parser_exc is not None:  # 1002, 1007 or 1009: the connection is over
             close = conn.close_sent
-            self._flush()
             self.close_sent = True
             self._end(Disconnected(close.code if close is not None else None))
             self.transport.close()
