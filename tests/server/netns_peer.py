@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -124,7 +125,12 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         if args.watch:
             await watch(client, args.seconds)
         else:
-            await asyncio.sleep(args.seconds)
+            # SIGUSR1 ends the wait early: the test sends it once its other peer is done.
+            done = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, done.set)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(args.seconds):
+                    await done.wait()
         result["received"] = {
             f"{r.kind}:{client.tracks.get(mid, {}).get('userId')}": r.frames
             for mid, r in client.received.items()

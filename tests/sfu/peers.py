@@ -6,6 +6,9 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
+
+from aiortc import MediaStreamTrack
 
 from sfu.client import CallClient, Received
 from sfu.policy import Member, Role
@@ -55,3 +58,26 @@ async def until(predicate: Callable[[], bool], deadline: float) -> float:
 def only(slots: list[Received]) -> Received:
     assert len(slots) == 1, slots
     return slots[0]
+
+
+class Sent(MediaStreamTrack):
+    """A publisher's track that notes when each frame left it for the encoder.
+
+    Rates decoded by subscribers are judged against what was sent in the same window:
+    on a starved machine the synthetic publisher slows down with the decoders (both run
+    in the test process), and a fixed absolute rate would then blame the SFU.
+    """
+
+    def __init__(self, track: MediaStreamTrack) -> None:
+        super().__init__()
+        self.kind = track.kind
+        self.track = track
+        self.times: list[float] = []
+
+    async def recv(self) -> Any:
+        frame = await self.track.recv()
+        self.times.append(time.monotonic())
+        return frame
+
+    def rate(self, since: float, until: float) -> float:
+        return sum(1 for t in self.times if since <= t < until) / (until - since)

@@ -17,7 +17,7 @@ from sfu.policy import ClassPolicy, Kind, Role
 from sfu.service import Sfu
 from sfu.synthetic import MovingPicture, Tone
 
-from .peers import joined, only, until
+from .peers import Sent, joined, only, until
 
 pytestmark = pytest.mark.anyio
 
@@ -44,7 +44,8 @@ async def test_ten_subscribers_decode_video_and_audio_at_the_sent_rate(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="aiortc")
     async with joined(sfu, "c", "tutor", Role.TUTOR) as tutor:
-        await tutor.publish(Tone(), MovingPicture(160, 120, FPS))
+        tone, picture = Sent(Tone()), Sent(MovingPicture(160, 120, FPS))
+        await tutor.publish(tone, picture)
         async with contextlib_many(sfu, [f"s{i}" for i in range(10)]) as students:
             pid = tutor.joined["participant"] if tutor.joined else ""
 
@@ -60,11 +61,18 @@ async def test_ten_subscribers_decode_video_and_audio_at_the_sent_rate(
             start = time.monotonic()
             await asyncio.sleep(2.0)
             end = time.monotonic()
+            sent = {"video": picture.rate(start, end), "audio": tone.rate(start, end)}
             for s in students:
-                video = only(s.slots_of(pid, "video")).rate(start, end)
-                audio = only(s.slots_of(pid, "audio")).rate(start, end)
-                assert video >= 0.85 * FPS, (video, audio)
-                assert audio >= 45, (video, audio)
+                decoded = {k: only(s.slots_of(pid, k)).rate(start, end) for k in sent}
+                # Against what the publisher sent in the same window (both slow down
+                # together when the machine is starved) ...
+                assert decoded["video"] >= 0.9 * sent["video"], (decoded, sent)
+                assert decoded["audio"] >= 0.9 * sent["audio"], (decoded, sent)
+                # ... and above a floor, 60 % of the nominal rate: the ratio alone passes
+                # when the publisher sends nothing, and an SFU losing every other
+                # packet stays under it.
+                assert decoded["video"] >= 0.6 * FPS, (decoded, sent)
+                assert decoded["audio"] >= 30, (decoded, sent)
                 assert only(s.slots_of(pid, "video")).sizes == {(160, 120)}
     assert decode_errors(caplog) == []
 

@@ -23,7 +23,7 @@ from sfu.policy import Kind, Role
 from sfu.service import Sfu
 from sfu.synthetic import MovingPicture, Tone
 
-from .peers import joined, only, until
+from .peers import Sent, joined, only, until
 
 pytestmark = pytest.mark.anyio
 
@@ -62,7 +62,8 @@ async def test_a_lossy_link_degrades_then_recovers_and_audio_never_stops(
         joined(sfu, "c", "tutor", Role.TUTOR) as tutor,
         joined(sfu, "c", "ann", Role.STUDENT) as ann,
     ):
-        await tutor.publish(Tone(), MovingPicture(160, 120, 30))
+        tone = Sent(Tone())
+        await tutor.publish(tone, MovingPicture(160, 120, 30))
         assert tutor.joined is not None
         assert ann.joined is not None
         pid = tutor.joined["participant"]
@@ -84,10 +85,15 @@ async def test_a_lossy_link_degrades_then_recovers_and_audio_never_stops(
         loss.percent = 35
         await quality(ann, "audio only", 20)
         await asyncio.sleep(0.5)
-        video, audio, start = frames("video"), frames("audio"), time.monotonic()
+        video, start = frames("video"), time.monotonic()
         await asyncio.sleep(2.0)
-        audio_rate = (frames("audio") - audio) / (time.monotonic() - start)
-        assert audio_rate >= 25, audio_rate  # 50 frames/s sent, 35 % of them lost
+        end = time.monotonic()
+        audio, sent = only(ann.slots_of(pid, "audio")).rate(start, end), tone.rate(start, end)
+        # Judged against what the publisher sent in the window (35 % of it is lost; a
+        # starved publisher sends under 50 frames/s), above a floor that fails when
+        # audio stops at the source too.
+        assert audio >= 0.5 * sent, (audio, sent)
+        assert audio >= 15, (audio, sent)
         assert frames("video") == video
         assert ann.messages[-1]["type"] != "error"
 
