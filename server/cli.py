@@ -182,13 +182,8 @@ def tune_collector() -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from . import logs
-    from .app import create_app
-    from .http_protocol import QuietServer, uvicorn_options
     from .routes.client import client_dir
-    from .ws_protocol import InkroomWebSocketProtocol
 
     settings = _settings(args)
     logs.configure(settings.log_level, json_lines=settings.log_json)
@@ -210,6 +205,14 @@ def serve(args: argparse.Namespace) -> int:
         return _fail("serve", str(exc))
     if client_dir(settings.static_dir) is None:
         print("inkroom: no web client in this installation (see scripts/frontend)", file=sys.stderr)
+    # Imported once the checks have passed: a mistake is reported without waiting for
+    # the whole application to load (0.8 s).
+    import uvicorn
+
+    from .app import create_app
+    from .http_protocol import QuietServer, uvicorn_options
+    from .ws_protocol import InkroomWebSocketProtocol
+
     config = uvicorn.Config(
         create_app(settings),
         log_config=None,
