@@ -52,7 +52,7 @@ log = logging.getLogger("inkroom.server.ws")
 # through ASGI for servers that do not use Inkroom's HTTP protocol (the test client).
 DOCUMENT_SOCKETS: Final = "/ws/"
 _GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-# How long a close we sent may wait for the peer's reply before the socket is dropped.
+# How long a close we sent may wait for the peer's reply before the socket is aborted.
 CLOSE_TIMEOUT: Final = 10.0
 # Close reasons are at most 123 bytes (RFC 6455 5.5: a control frame's payload is 125).
 _MAX_REASON: Final = 123
@@ -188,6 +188,10 @@ class DirectSocket(asyncio.Protocol):
         "writable",
     )
 
+    # How long a closing socket may take to be closed by its peer (after our close frame)
+    # or to take what is left in its buffer (after we close it) before it is aborted.
+    close_timeout: float = CLOSE_TIMEOUT
+
     def __init__(
         self,
         transport: asyncio.Transport,
@@ -238,7 +242,7 @@ class DirectSocket(asyncio.Protocol):
             close = conn.close_sent
             self.close_sent = True
             self._end(Disconnected(close.code if close is not None else None))
-            self.transport.close()
+            self._drop()
 
     def eof_received(self) -> None:
         return None  # the transport closes; ``connection_lost`` follows
@@ -266,7 +270,7 @@ class DirectSocket(asyncio.Protocol):
         if not self.close_sent and not self._lost:
             self._send_close(1012, "server restarting")
         self._end(Disconnected(1012))
-        self.transport.close()
+        self._drop()
 
     # -- frames ------------------------------------------------------------------------
 
@@ -298,7 +302,7 @@ class DirectSocket(asyncio.Protocol):
                 self._close_timer = None
             received = self.conn.close_rcvd
             self._end(Disconnected(received.code if received is not None else None))
-            self.transport.close()
+            self._drop()
         # A ping's pong is queued by websockets and written by ``_flush``.
 
     def _message(self, data: bytes | bytearray | memoryview) -> None:
@@ -391,8 +395,10 @@ class DirectSocket(asyncio.Protocol):
         if self._read_paused:  # the peer's close reply must be read
             self._read_paused = False
             self.transport.resume_reading()
+        # The peer's reply is awaited this long; a peer that does not read cannot hold
+        # the socket past it (``abort`` drops what it never took).
         self._close_timer = asyncio.get_running_loop().call_later(
-            CLOSE_TIMEOUT, self.transport.close
+            self.close_timeout, self.transport.abort
         )
 
     def _send_close(self, code: int, reason: str) -> None:
@@ -453,14 +459,24 @@ class DirectSocket(asyncio.Protocol):
         self.conn.fail(1011, "keepalive ping timeout")
         self._flush()
         self.close_sent = True
+        self._drop()
+
+    def _drop(self) -> None:
+        """Closes the transport once what it holds is written, and aborts it if that has
+        not happened within :attr:`close_timeout`: a peer that stopped reading would
+        otherwise hold the socket and its buffer for as long as its TCP stack answers."""
         self.transport.close()
+        if self._close_timer is None and not self._lost:
+            self._close_timer = asyncio.get_running_loop().call_later(
+                self.close_timeout, self.transport.abort
+            )
 
     def app_ended(self, task: asyncio.Task[None]) -> None:
         """The session is over: a socket it did not close is dropped (as uvicorn does)."""
         if not task.cancelled() and task.exception() is not None:
             log.error("document socket failed", exc_info=task.exception())
         if self._close_timer is None and not self.transport.is_closing():
-            self.transport.close()
+            self._drop()
 
 
 def accept(

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
+from socket import SO_RCVBUF, SOL_SOCKET
 from typing import Any
 
 import pytest
@@ -302,3 +303,35 @@ async def test_bad_upgrades_get_their_status_and_other_paths_stay_on_asgi() -> N
                 await asyncio.wait_for(ws.recv(), 5)
             assert ws.close_code == 4000
         assert app.asgi_paths == ["/sfu/c1"]
+
+
+@pytest.mark.anyio
+async def test_a_peer_that_stops_reading_cannot_hold_a_closed_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(DirectSocket, "close_timeout", 0.5)
+    lost = asyncio.Event()
+    written = 0
+
+    async def opener(socket: DirectSocket, document: str, token: str | None) -> None:
+        nonlocal written
+        socket.listen(lambda message: None, lambda exc: lost.set())
+        chunk = bytes(64 * 1024)
+        # Until the transport's buffer is full: the kernel's buffers are full before it.
+        while written < 256 * 1024 * 1024 and socket.send_nowait(chunk):
+            written += len(chunk)
+        await socket.close(4000, "going away")
+
+    async with _serving(_App(opener)) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.get_extra_info("socket").setsockopt(SOL_SOCKET, SO_RCVBUF, 4096)
+        writer.write(_request(port, "/ws/c1/board"))
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(
+            b"HTTP/1.1 101 "
+        )
+        writer.transport.pause_reading()  # type: ignore[attr-defined]  # a socket transport; never reads again
+        # The close frame sits behind what the peer never took; without an abort the
+        # socket would stay open for as long as the peer's TCP stack answers.
+        await asyncio.wait_for(lost.wait(), 10)
+        assert written > 0
+        writer.close()
