@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Any
 from urllib.parse import parse_qsl
@@ -101,6 +102,7 @@ def uvicorn_options(**overrides: Any) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=32)  # the chain is fixed per server: walked once, not per upgrade
 def _find(app: Any, attribute: str) -> Any:
     """``attribute`` of the first app in uvicorn's middleware chain that has it."""
     for _ in range(8):

@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from http import HTTPStatus
 from typing import Any, Final
 
 from websockets.exceptions import InvalidHeader, InvalidState, NegotiationError
@@ -30,6 +30,7 @@ from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
 from websockets.headers import build_extension, parse_extension
 from websockets.protocol import Protocol, Side, State
+from websockets.utils import accept_key
 
 from collab.errors import UnsupportedData
 from collab.ports import Disconnected
@@ -51,7 +52,8 @@ log = logging.getLogger("inkroom.server.ws")
 # The path under which the documents' sockets live; InkroomApp serves the same path
 # through ASGI for servers that do not use Inkroom's HTTP protocol (the test client).
 DOCUMENT_SOCKETS: Final = "/ws/"
-_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+# Negotiates permessage-deflate; it holds only its settings, so one serves every upgrade.
+_DEFLATE: Final = LargeMessageDeflateFactory()
 # How long a close we sent may wait for the peer's reply before the socket is aborted.
 CLOSE_TIMEOUT: Final = 10.0
 # Close reasons are at most 123 bytes (RFC 6455 5.5: a control frame's payload is 125).
@@ -68,9 +70,8 @@ class HandshakeRefused(Exception):
 
     def response(self) -> bytes:
         body = f"Failed to open a WebSocket connection: {self}.\n".encode()
-        phrase = {400: "Bad Request", 426: "Upgrade Required"}.get(self.status, "Error")
         return (
-            f"HTTP/1.1 {self.status} {phrase}\r\n".encode()
+            f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}\r\n".encode()
             + self.headers
             + b"Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
@@ -120,10 +121,9 @@ def handshake(
     if not valid_key:
         raise HandshakeRefused(400, "invalid Sec-WebSocket-Key header")
     assert key is not None
-    accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
     response = (
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\n"
+        b"Sec-WebSocket-Accept: " + accept_key(key.decode("ascii")).encode() + b"\r\n"
     )
     negotiated = _negotiate(offers) if compression and offers else None
     if negotiated is None:
@@ -134,17 +134,16 @@ def handshake(
 
 def _negotiate(offers: list[str]) -> tuple[str, PerMessageDeflate] | None:
     """The first acceptable permessage-deflate offer, as websockets negotiates it."""
-    factory = LargeMessageDeflateFactory()
     for header in offers:
         try:
             parsed = parse_extension(header)
         except InvalidHeader:
             raise HandshakeRefused(400, "invalid Sec-WebSocket-Extensions header") from None
         for name, params in parsed:
-            if name != factory.name:
+            if name != _DEFLATE.name:
                 continue
             try:
-                agreed, extension = factory.process_request_params(params, [])
+                agreed, extension = _DEFLATE.process_request_params(params, [])
             except NegotiationError:
                 continue
             return build_extension([(name, agreed)]), extension
@@ -176,7 +175,6 @@ class DirectSocket(asyncio.Protocol):
         "_parts",
         "_read_paused",
         "_text",
-        "_waiter",
         "address",
         "close_sent",
         "conn",
@@ -225,7 +223,6 @@ class DirectSocket(asyncio.Protocol):
         self._early: list[bytes] | None = None  # received before the session listened
         self._early_bytes = 0
         self._ended: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
         connections.add(self)
 
     # -- the transport's callbacks -----------------------------------------------------
@@ -323,7 +320,6 @@ class DirectSocket(asyncio.Protocol):
         if self._early_bytes > INBOX_BYTES and not self._read_paused:
             self._read_paused = True
             self.transport.pause_reading()
-        self._wake()
 
     def _end(self, exc: BaseException) -> None:
         if self._ended is not None:
@@ -331,12 +327,6 @@ class DirectSocket(asyncio.Protocol):
         self._ended = exc
         if self._on_end is not None:
             self._on_end(exc)
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     def _flush(self) -> None:
         out = self.conn.data_to_send()
@@ -362,20 +352,8 @@ class DirectSocket(asyncio.Protocol):
         return True
 
     async def receive(self) -> bytes:
-        while not self._early:
-            if self._ended is not None:
-                raise self._ended
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-        message = self._early.pop(0)
-        self._early_bytes -= len(message)
-        if self._read_paused and self._early_bytes <= INBOX_BYTES // 2:
-            self._read_paused = False
-            self.transport.resume_reading()
-        return message
+        # The port reads with ``receive`` only from transports whose ``listen`` says False.
+        raise RuntimeError("a DirectSocket hands its messages over through listen()")
 
     async def drained(self) -> None:
         await self.writable.wait()  # set again on resume, and on connection loss
@@ -395,11 +373,7 @@ class DirectSocket(asyncio.Protocol):
         if self._read_paused:  # the peer's close reply must be read
             self._read_paused = False
             self.transport.resume_reading()
-        # The peer's reply is awaited this long; a peer that does not read cannot hold
-        # the socket past it (``abort`` drops what it never took).
-        self._close_timer = asyncio.get_running_loop().call_later(
-            self.close_timeout, self.transport.abort
-        )
+        self._abort_later()  # the wait for the peer's reply
 
     def _send_close(self, code: int, reason: str) -> None:
         encoded = reason.encode()[:_MAX_REASON].decode(errors="ignore")
@@ -466,6 +440,11 @@ class DirectSocket(asyncio.Protocol):
         not happened within :attr:`close_timeout`: a peer that stopped reading would
         otherwise hold the socket and its buffer for as long as its TCP stack answers."""
         self.transport.close()
+        self._abort_later()
+
+    def _abort_later(self) -> None:
+        # ``abort`` drops what the peer never took: a peer that does not read cannot hold
+        # the socket past ``close_timeout``. One timer, whichever wait armed it first.
         if self._close_timer is None and not self._lost:
             self._close_timer = asyncio.get_running_loop().call_later(
                 self.close_timeout, self.transport.abort

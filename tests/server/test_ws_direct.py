@@ -12,7 +12,6 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import time
 from collections.abc import AsyncIterator, Callable
 from socket import SO_RCVBUF, SOL_SOCKET
 from typing import Any
@@ -29,6 +28,7 @@ from collab.ports import Disconnected
 from server.http_protocol import uvicorn_options
 from server.ws_direct import DirectSocket, HandshakeRefused, handshake
 from server.ws_protocol import INBOX_BYTES, InkroomWebSocketProtocol
+from tests.collab.peers import eventually
 
 from .live import free_port
 
@@ -150,18 +150,11 @@ async def _serving(app: _App) -> AsyncIterator[int]:
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     try:
-        await _until(lambda: server.started, "the server")
+        await eventually(lambda: server.started, deadline=10)
         yield port
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, 15)
-
-
-async def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 10.0
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.005)
 
 
 class _Opened:
@@ -220,7 +213,7 @@ async def test_the_document_token_address_device_and_bytes_sent_with_the_request
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert head.startswith(b"HTTP/1.1 101 ")
         assert b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
-        await _until(lambda: bool(opened.messages), "the early frame")
+        await eventually(lambda: bool(opened.messages), deadline=10)
         [(socket, document, token)] = opened.sockets
         assert (document, token) == ("c1/board", "abc")
         assert (socket.address, socket.device) == ("203.0.113.7", "test-agent/1")
@@ -237,18 +230,18 @@ async def test_what_arrives_before_the_session_listens_is_bounded_and_kept_in_or
     opened = _Opened(listen_after=go)
     sent = [bytes([i]) * 4096 for i in range(160)]  # 640 KiB, ten times the bound
     async with _serving(_App(opened)) as port, connect(f"ws://127.0.0.1:{port}/ws/c1/board") as ws:
-        await _until(lambda: bool(opened.sockets), "the socket")
+        await eventually(lambda: bool(opened.sockets), deadline=10)
         socket = opened.sockets[0][0]
         writing = asyncio.gather(*(ws.send(m) for m in sent))
         try:
-            await _until(lambda: not socket.transport.is_reading(), "reading to pause")
+            await eventually(lambda: not socket.transport.is_reading(), deadline=10)
             # Paused past the bound, by at most one read of the transport (256 KiB): the
             # rest of what was sent waits in the kernel's buffers, not in the server.
             assert INBOX_BYTES < socket._early_bytes <= INBOX_BYTES + 256 * 1024
             assert len(opened.messages) == 0
         finally:
             go.set()
-        await _until(lambda: len(opened.messages) == len(sent), "every message")
+        await eventually(lambda: len(opened.messages) == len(sent), deadline=10)
         await asyncio.wait_for(writing, 5)
         assert opened.messages == sent
         assert socket.transport.is_reading()
@@ -259,7 +252,7 @@ async def test_the_peers_close_ends_the_session_with_its_code_and_is_answered() 
     opened = _Opened()
     async with _serving(_App(opened)) as port:
         async with connect(f"ws://127.0.0.1:{port}/ws/c1/board") as ws:
-            await _until(lambda: opened.ended is not None, "the session")
+            await eventually(lambda: opened.ended is not None, deadline=10)
             await ws.close(4321, "bye")
         assert ws.close_code == 4321  # the server echoed it: a clean closing handshake
         assert opened.ended is not None

@@ -61,7 +61,8 @@ def only(slots: list[Received]) -> Received:
 
 
 class Sent(MediaStreamTrack):
-    """A publisher's track that notes when each frame left it for the encoder.
+    """A publisher's track that counts its frames as they leave for the encoder, the way a
+    subscriber's slot counts what it decodes (:class:`sfu.client.Received`).
 
     Rates decoded by subscribers are judged against what was sent in the same window:
     on a starved machine the synthetic publisher slows down with the decoders (both run
@@ -72,12 +73,12 @@ class Sent(MediaStreamTrack):
         super().__init__()
         self.kind = track.kind
         self.track = track
-        self.times: list[float] = []
+        self.sent = Received("sent", track.kind)
 
     async def recv(self) -> Any:
         frame = await self.track.recv()
-        self.times.append(time.monotonic())
+        self.sent.count(frame)
         return frame
 
     def rate(self, since: float, until: float) -> float:
-        return sum(1 for t in self.times if since <= t < until) / (until - since)
+        return self.sent.rate(since, until)
