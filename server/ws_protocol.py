@@ -131,7 +131,7 @@ class Pinged(typing.Protocol):
     """What :class:`Keepalive` needs of a connection."""
 
     keepalive_slot: set[Pinged] | None
-    last_heard: float  # ``loop.time()`` of the last bytes received
+    last_heard: float  # when bytes last arrived, on the loop's clock (time.monotonic)
 
     def ping(self, payload: bytes, now: float) -> bool:
         """Sends a ping; ``False`` if the connection is closing."""
